@@ -1,0 +1,41 @@
+"""fastc: a torch.compile backend.
+
+    model = torch.compile(model, backend="fastc", options={"debug_dir": "dump"})
+
+`fastc.reports()` lists what fastc did to each graph compiled in this process.
+"""
+from __future__ import annotations
+
+import logging
+
+from .backend import fastc_backend
+from .options import Options, make_options
+
+__version__ = "0.1.0"
+
+logging.getLogger("fastc").addHandler(logging.NullHandler())
+
+
+def reports():
+    """What fastc did to each graph it compiled in this process, oldest first."""
+    from .report import REPORTS
+    return list(REPORTS)
+
+
+def _register_torch_logs():
+    # TORCH_LOGS=+fastc: let torch's logging settings reach the "fastc" logger.
+    try:
+        import os
+
+        from torch._logging import _internal
+        if "fastc" not in _internal.log_registry.log_alias_to_log_qnames:
+            _internal.register_log("fastc", "fastc")
+            if "fastc" in os.environ.get("TORCH_LOGS", ""):
+                _internal._init_logs()
+    except Exception:  # private API: logging still works through the logging module
+        pass
+
+
+_register_torch_logs()
+
+__all__ = ["Options", "fastc_backend", "make_options", "reports"]

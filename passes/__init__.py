@@ -1,0 +1,12 @@
+"""fastc's graph passes. Each is a small declared unit (see base.py), registered by name."""
+from .base import PASSES, Pass, make_pass, parse_pipeline, register
+from .common_subexpressions import CommonSubexpressions
+from .dead_code import DeadCode
+from .fold_batchnorm import FoldBatchNorm
+from .fold_constants import FoldConstants
+from .remove_noops import RemoveNoops
+
+__all__ = [
+    "PASSES", "Pass", "make_pass", "parse_pipeline", "register",
+    "CommonSubexpressions", "DeadCode", "FoldBatchNorm", "FoldConstants", "RemoveNoops",
+]

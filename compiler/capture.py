@@ -1,0 +1,157 @@
+"""From Dynamo's FX graph to a compiled callable: aot_autograd capture, freezing, the pipeline.
+
+Dynamo hands the backend a graph of torch-level ops and the real example inputs. aot_autograd
+turns it into functional ATen graphs (core ATen decompositions): one inference graph when no
+gradient is needed, a forward and a backward graph otherwise.
+
+Freezing (inference only): parameters and buffers (inputs Dynamo marks as static module state)
+become constants of the graph, so passes can rewrite weights (fold BatchNorm, precompute
+transposes). As with Inductor's freezing, weights changed in place after compilation are not
+guaranteed to be seen: recompile (torch._dynamo.reset()) after changing weights.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+
+import torch
+import torch.fx as fx
+from torch._decomp import core_aten_decompositions
+from torch._functorch.aot_autograd import aot_module_simplified
+from torch._subclasses.fake_tensor import unset_fake_temporarily
+
+from .debug_dump import DebugDump
+from .ir.constants import add_constant
+from .options import Options
+from .pass_manager import run_pipeline
+from .report import REPORTS, GraphReport, count_ops, op_histogram
+
+log = logging.getLogger("fastc")
+_graph_ids = itertools.count()
+
+
+def compile_graph(gm: fx.GraphModule, example_inputs: list, opts: Options):
+    """The callable Dynamo runs in place of `gm`."""
+    needs_grad = torch.is_grad_enabled() and any(
+        isinstance(x, torch.Tensor) and x.requires_grad for x in example_inputs)
+    static = [i for i, x in enumerate(example_inputs) if _is_module_state(x)]
+
+    def fw_compiler(fw_gm: fx.GraphModule, fw_inputs):
+        kind = "forward" if needs_grad else "inference"
+        frozen = []
+        if not needs_grad and opts.freeze:
+            frozen = _freezable(fw_gm, example_inputs, static)
+        real_inputs = list(example_inputs) if not needs_grad else None
+        return _compile_one(fw_gm, kind, opts, frozen, example_inputs, real_inputs)
+
+    def bw_compiler(bw_gm: fx.GraphModule, bw_inputs):
+        return _compile_one(bw_gm, "backward", opts, [], None, None)
+
+    try:
+        return aot_module_simplified(
+            gm, example_inputs, fw_compiler=fw_compiler, bw_compiler=bw_compiler,
+            decompositions=core_aten_decompositions(), keep_inference_input_mutations=True)
+    except Exception as e:
+        if opts.on_error == "raise":
+            raise
+        log.warning("fastc: capture failed (%s: %s); running this graph eagerly", type(e).__name__, e)
+        REPORTS.append(GraphReport(next(_graph_ids), "eager", fallback=f"capture failed: {e}"))
+        return gm.forward
+
+
+def _is_module_state(x) -> bool:
+    """Parameters and buffers: Dynamo marks module state as a static input."""
+    return isinstance(x, torch.Tensor) and (
+        isinstance(x, torch.nn.Parameter) or getattr(x, "_dynamo_static_input_type", None) is not None)
+
+
+def _freezable(fw_gm: fx.GraphModule, example_inputs: list, static: list[int]) -> list[int]:
+    """Indices of the graph inputs that may become constants: module state that the graph
+    neither mutates nor returns (an alias of it must stay the caller's tensor)."""
+    placeholders = [n for n in fw_gm.graph.nodes if n.op == "placeholder"]
+    if len(placeholders) != len(example_inputs):
+        log.debug("fastc: not freezing: %d graph inputs for %d example inputs",
+                  len(placeholders), len(example_inputs))
+        return []
+    ctx = torch._guards.TracingContext.try_get()
+    meta = ctx.fw_metadata if ctx is not None else None
+    if meta is None:
+        return []
+    mutated = {i for i, info in enumerate(meta.input_info) if info.mutates_data or info.mutates_metadata}
+    aliased = {o.base_idx for o in meta.output_info if o.base_idx is not None}
+    return [i for i in static if i not in mutated and i not in aliased]
+
+
+def _freeze(gm: fx.GraphModule, example_inputs: list, frozen: list[int]):
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    for i in frozen:
+        node = placeholders[i]
+        const = add_constant(gm, example_inputs[i], hint=node.name)
+        node.replace_all_uses_with(const)
+        gm.graph.erase_node(node)
+    gm.recompile()
+
+
+def _compile_one(gm: fx.GraphModule, kind: str, opts: Options, frozen: list[int],
+                 example_inputs, real_inputs):
+    # aot_autograd calls us inside its fake mode; passes evaluate real tensors (frozen weights).
+    with unset_fake_temporarily():
+        return _compile_real(gm, kind, opts, frozen, example_inputs, real_inputs)
+
+
+def _compile_real(gm: fx.GraphModule, kind: str, opts: Options, frozen: list[int],
+                  example_inputs, real_inputs):
+    start = time.perf_counter()
+    report = GraphReport(next(_graph_ids), kind, nodes_captured=count_ops(gm), frozen_inputs=len(frozen))
+    REPORTS.append(report)
+    dump = DebugDump(opts.debug_dir, report.graph_id, kind)
+    dump.graph("captured", gm)
+    captured = gm
+    try:
+        if frozen:
+            captured = _copy(gm)
+            _freeze(gm, example_inputs, frozen)
+            dump.graph("frozen", gm)
+        keep = [i for i in range(len(example_inputs or ())) if i not in set(frozen)]
+        verify_inputs = [real_inputs[i] for i in keep] if opts.verify and real_inputs else None
+        run_pipeline(gm, opts, report, dump, verify_inputs)
+        dump.constants(gm)
+    except Exception as e:
+        if opts.on_error == "raise":
+            raise
+        log.warning("fastc: %s graph %d failed in the pipeline (%s: %s); running it as captured",
+                    kind, report.graph_id, type(e).__name__, e)
+        report.fallback = f"{type(e).__name__}: {e}"
+        gm, frozen = captured, []
+    report.nodes_final = count_ops(gm)
+    report.ops_final = op_histogram(gm)
+    report.compile_ms = (time.perf_counter() - start) * 1e3
+    dump.text("report.json", report.json())
+    log.info("%s", report.text())
+    return _boxed(gm, frozen)
+
+
+def _copy(gm: fx.GraphModule) -> fx.GraphModule:
+    import copy
+    return fx.GraphModule(gm, copy.deepcopy(gm.graph))
+
+
+def _boxed(gm: fx.GraphModule, frozen: list[int]):
+    """aot_autograd's boxed calling convention: one list of all inputs, frozen ones dropped."""
+    frozen_set = set(frozen)
+    forward = gm.forward
+
+    if frozen_set:
+        def run(args):
+            kept = [a for i, a in enumerate(args) if i not in frozen_set]
+            args.clear()
+            return forward(*kept)
+    else:
+        def run(args):
+            kept = list(args)
+            args.clear()
+            return forward(*kept)
+    run._boxed_call = True
+    run.graph_module = gm
+    return run

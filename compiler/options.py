@@ -1,0 +1,85 @@
+"""fastc's options: every key a user may pass in `torch.compile(..., options={...})`, validated.
+
+    ValueError: unknown fastc option 'fuse_max' (valid: debug_dir, disable, ...)
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+
+MODES = ("default", "max-autotune", "max-autotune-no-cudagraphs", "reduce-overhead")
+ON_ERROR = ("fallback", "raise")
+
+
+@dataclass(frozen=True)
+class Options:
+    #: Directory for debug dumps (captured graph, graph after each pass, report). Also FASTC_DEBUG.
+    debug_dir: str | None = None
+    #: Freeze parameters and buffers into graph constants when no gradient is needed.
+    freeze: bool = True
+    #: Pipeline spec replacing the default one, e.g. "dead-code,cse" (see `fastc opt --list`).
+    passes: str | None = None
+    #: Names of passes to leave out of the pipeline.
+    disable: tuple[str, ...] = ()
+    #: After each pass, run the graph on the example inputs and compare with the captured graph.
+    verify: bool = False
+    #: What to do when a fastc stage fails on a graph: run the graph as captured ("fallback",
+    #: with a warning) or raise. FASTC_ON_ERROR sets the default.
+    on_error: str = "fallback"
+    #: Compilation mode, from torch.compile's `mode` ("max-autotune" measures candidate schedules
+    #: once schedules exist).
+    mode: str = "default"
+
+    @staticmethod
+    def keys() -> list[str]:
+        return [f.name for f in dataclasses.fields(Options) if f.name != "mode"]
+
+
+def _fail(key, value, valid) -> ValueError:
+    return ValueError(f"fastc option {key}={value!r} is not valid (valid: {valid})")
+
+
+def make_options(options: dict | None = None, mode: str | None = None) -> Options:
+    """Validates a user's options dict and mode; raises ValueError naming key, value and choices."""
+    options = dict(options or {})
+    valid_keys = Options.keys()
+    for key in options:
+        if key not in valid_keys:
+            raise ValueError(f"unknown fastc option {key!r} (valid: {', '.join(valid_keys)})")
+    mode = mode or "default"
+    if mode not in MODES:
+        raise ValueError(f"fastc mode {mode!r} is not valid (valid: {', '.join(MODES)})")
+    kwargs: dict = {"mode": mode}
+    kwargs["debug_dir"] = options.get("debug_dir", os.environ.get("FASTC_DEBUG") or None)
+    if kwargs["debug_dir"] is not None and not isinstance(kwargs["debug_dir"], (str, os.PathLike)):
+        raise _fail("debug_dir", kwargs["debug_dir"], "a directory path or None")
+    if kwargs["debug_dir"] is not None:
+        kwargs["debug_dir"] = os.fspath(kwargs["debug_dir"])
+    for key in ("freeze", "verify"):
+        if key in options:
+            if not isinstance(options[key], bool):
+                raise _fail(key, options[key], "True or False")
+            kwargs[key] = options[key]
+    on_error = options.get("on_error", os.environ.get("FASTC_ON_ERROR", "fallback"))
+    if on_error not in ON_ERROR:
+        raise _fail("on_error", on_error, ", ".join(ON_ERROR))
+    kwargs["on_error"] = on_error
+    if "passes" in options:
+        from fastc.passes import parse_pipeline
+        if not isinstance(options["passes"], str):
+            raise _fail("passes", options["passes"], "a pipeline spec string such as 'dead-code,cse'")
+        try:
+            parse_pipeline(options["passes"])
+        except ValueError as e:
+            raise ValueError(f"fastc option passes={options['passes']!r}: {e}") from None
+        kwargs["passes"] = options["passes"]
+    if "disable" in options:
+        from fastc.passes import PASSES
+        disable = options["disable"]
+        if isinstance(disable, str):
+            disable = tuple(filter(None, (d.strip() for d in disable.split(","))))
+        if not isinstance(disable, (list, tuple)) or any(d not in PASSES for d in disable):
+            raise _fail("disable", options["disable"], "a list of pass names from: " + ", ".join(sorted(PASSES)))
+        kwargs["disable"] = tuple(disable)
+    return Options(**kwargs)

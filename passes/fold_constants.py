@@ -1,0 +1,58 @@
+"""fold-constants: evaluates ops over constants (frozen weights) once, at compile time."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.fx as fx
+
+from fastc.ir.constants import add_constant, constant_value, is_constant
+from fastc.ir.evaluate import constant_inputs_only
+from fastc.ir.op_facts import is_pure
+
+from .base import Pass, register
+
+
+@register
+@dataclass(frozen=True)
+class FoldConstants(Pass):
+    """Replaces an op whose inputs are all constants by a constant holding its result.
+
+    Legal for pure, deterministic ops. With frozen weights (inference), this precomputes weight
+    transposes, casts and reshapes. A result larger than its inputs (an expand, a `full`) is only
+    folded when it has at most `max_new_elements` elements, so folding never inflates memory.
+    """
+    name = "fold-constants"
+    max_new_elements: int = 4096
+
+    def run(self, gm: fx.GraphModule) -> int:
+        folded = 0
+        for node in list(gm.graph.nodes):
+            if node.op != "call_function" or not is_pure(node) or not constant_inputs_only(node):
+                continue
+            inputs = [constant_value(a) for a in node.all_input_nodes if is_constant(a)]
+            try:
+                with torch.no_grad():
+                    value = node.target(*_substitute(node.args), **_substitute(node.kwargs))
+            except Exception:  # an op that cannot run on these values is left to run later
+                continue
+            if not isinstance(value, torch.Tensor):
+                continue
+            if value.numel() > max(self.max_new_elements, sum(t.numel() for t in inputs)):
+                continue
+            # A fresh tensor: a folded view must not share storage with another constant.
+            const = add_constant(gm, value.clone(), hint=f"folded_{node.name}", before=node)
+            node.replace_all_uses_with(const)
+            gm.graph.erase_node(node)
+            folded += 1
+        return folded
+
+
+def _substitute(value):
+    if isinstance(value, fx.Node):
+        return constant_value(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_substitute(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _substitute(v) for k, v in value.items()}
+    return value
