@@ -1,0 +1,45 @@
+"""`fastc explain`: what fastc does to a bundled model or to a graph in text form."""
+from __future__ import annotations
+
+import glob
+import os
+import tempfile
+
+import torch
+
+from . import demo_models
+from .options import make_options
+from .report import REPORTS, GraphReport, count_ops, op_histogram
+
+
+def explain(target: str, show_graph: bool = False) -> int:
+    if target.endswith(".fx"):
+        return _explain_file(target, show_graph)
+    model, inputs = demo_models.build(target)
+    torch._dynamo.reset()
+    first = len(REPORTS)
+    with tempfile.TemporaryDirectory() as dump, torch.no_grad():
+        torch.compile(model, backend="fastc", options={"debug_dir": dump})(*inputs)
+        for report in REPORTS[first:]:
+            print(report.text())
+            if show_graph:
+                pattern = os.path.join(dump, f"graph_{report.graph_id:03d}_*", "*.fx")
+                last = sorted(glob.glob(pattern))[-1]
+                print(open(last).read())
+    return 0
+
+
+def _explain_file(path: str, show_graph: bool) -> int:
+    from fastc.ir import parse_graph, print_graph
+
+    from .cli import _load_constants
+    from .pass_manager import run_pipeline
+
+    gm = parse_graph(open(path).read(), _load_constants(path, None))
+    report = GraphReport(0, "file", nodes_captured=count_ops(gm))
+    run_pipeline(gm, make_options({}), report)
+    report.nodes_final, report.ops_final = count_ops(gm), op_histogram(gm)
+    print(report.text())
+    if show_graph:
+        print(print_graph(gm))
+    return 0
