@@ -9,6 +9,9 @@ import torch
 # as fp16 loses nothing.
 MIN_EXPONENT = -24
 MAX_EXPONENT = 15
+# Terms after the first stay within fp16's 10 fraction bits of the first term, so that every
+# scale is exactly representable in fp16 (the packed default).
+FP16_FRACTION_BITS = 10
 
 
 def nearest_power_of_two(magnitude: torch.Tensor) -> torch.Tensor:
@@ -24,11 +27,17 @@ def nearest_power_of_two(magnitude: torch.Tensor) -> torch.Tensor:
 
 
 def to_power_of_two_terms(scales: torch.Tensor, terms: int) -> torch.Tensor:
-    """Greedy: each term is the signed power of two nearest to what is left of the scale."""
-    approx = torch.zeros_like(scales)
-    for _ in range(terms):
+    """Greedy: each term is the signed power of two nearest to what is left of the scale.
+
+    Later terms smaller than 2^-FP16_FRACTION_BITS of the first are dropped (fp16-exact result).
+    """
+    first = nearest_power_of_two(scales.abs())
+    approx = torch.sign(scales) * first
+    for _ in range(terms - 1):
         left = scales - approx
-        approx = approx + torch.sign(left) * nearest_power_of_two(left.abs())
+        power = nearest_power_of_two(left.abs())
+        power = torch.where(power >= first * 2.0 ** -FP16_FRACTION_BITS, power, 0.0)
+        approx = approx + torch.sign(left) * power
     return approx
 
 
