@@ -67,6 +67,8 @@ def _opt_arguments(parser: argparse.ArgumentParser):
                         "(default: FILE with .safetensors, or constants.safetensors beside FILE)")
     parser.add_argument("--inline-limit", type=int, default=16,
                         help="print constants of at most this many elements inline")
+    parser.add_argument("--split-input-file", action="store_true",
+                        help="treat '# -----' lines as separators between independent graphs")
     parser.add_argument("--list", action="store_true", help="list the passes and their options")
 
 
@@ -90,14 +92,33 @@ def _opt(args) -> int:
         return 2
     text = sys.stdin.read() if args.file == "-" else open(args.file).read()
     constants = _load_constants(args.file, args.constants)
-    try:
-        gm = parse_graph(text, constants)
-    except ParseError as e:
-        print(f"{args.file}:{e}", file=sys.stderr)
-        return 1
-    run_passes(gm, passes)
-    sys.stdout.write(print_graph(gm, inline_limit=args.inline_limit))
-    return 0
+    chunks = _split(text) if args.split_input_file else [(0, text)]
+    status, outputs = 0, []
+    for first_line, chunk in chunks:
+        try:
+            gm = parse_graph(chunk, constants)
+        except ParseError as e:
+            line = e.line + first_line
+            print(f"{args.file}:{line}:{e.column}: error: {str(e).split(': ', 1)[1]}", file=sys.stderr)
+            status = 1
+            continue
+        run_passes(gm, passes)
+        outputs.append(print_graph(gm, inline_limit=args.inline_limit))
+    sys.stdout.write("# -----\n".join(outputs))
+    return status
+
+
+def _split(text: str) -> list[tuple[int, str]]:
+    """Chunks between '# -----' lines, with the line number each starts after."""
+    chunks, current, start = [], [], 0
+    for i, line in enumerate(text.splitlines(keepends=True)):
+        if line.strip() == "# -----":
+            chunks.append((start, "".join(current)))
+            current, start = [], i + 1
+        else:
+            current.append(line)
+    chunks.append((start, "".join(current)))
+    return chunks
 
 
 def _load_constants(path: str, explicit: str | None) -> dict:

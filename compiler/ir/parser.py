@@ -92,7 +92,7 @@ class _Parser:
     def parse(self) -> fx.GraphModule:
         self.expect("graph", "at the start of a graph")
         self.expect("@", "before the graph's name")
-        self.match(_NAME, "a graph name")
+        name = self.match(_NAME, "a graph name")
         self.expect("(")
         if not self.accept(")"):
             while True:
@@ -111,6 +111,7 @@ class _Parser:
         if self.pos < len(self.text):
             raise self.error(f"expected end of input after the graph, found {self.found()}")
         gm = fx.GraphModule(self.root, self.graph)
+        gm.meta["name"] = name
         try:
             gm.graph.lint()
         except Exception as e:  # a well-formed text can still name values out of order
@@ -154,6 +155,7 @@ class _Parser:
     def constant(self, name: str, typ) -> fx.Node:
         if not isinstance(typ, TensorType) or not typ.is_static:
             raise self.error(f"constant %{name} needs a static tensor type, got {typ}")
+        self.skip()
         pos = self.pos
         if self.accept("@"):
             ref = self.match(_NAME, "a constant's name")

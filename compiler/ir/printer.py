@@ -24,7 +24,8 @@ from .targets import target_name
 from .types import node_type
 
 
-def print_graph(gm: fx.GraphModule, name: str = "forward", inline_limit: int = 16) -> str:
+def print_graph(gm: fx.GraphModule, name: str | None = None, inline_limit: int = 16) -> str:
+    name = name or gm.meta.get("name", "forward")
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     params = ", ".join(f"%{n.name}: {_type(n)}" for n in placeholders)
     lines = [f"graph @{name}({params}) {{"]

@@ -37,6 +37,8 @@ def resolve_target(name: str):
             return getattr(packet, parts[2])
         except (AttributeError, RuntimeError) as e:
             raise LookupError(f"no op {name}") from e
+    if len(parts) == 2 and parts[0] in ("aten", "prims"):
+        return resolve_target(name + ".default")  # `aten.neg` means its default overload
     for split in range(len(parts) - 1, 0, -1):
         try:
             obj = importlib.import_module(".".join(parts[:split]))

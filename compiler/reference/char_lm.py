@@ -14,10 +14,10 @@ from torch import nn
 @dataclass(frozen=True)
 class CharLMConfig:
     vocab_size: int = 98
-    dim: int = 128
+    dim: int = 96
     n_layers: int = 6
     n_heads: int = 4
-    ffn_dim: int = 352
+    ffn_dim: int = 256
     context: int = 128
     rope_base: float = 10000.0
 

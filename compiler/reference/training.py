@@ -18,7 +18,7 @@ class TrainSettings:
     warmup: int = 50
     clip: float = 1.0
     seed: int = 0
-    threads: int = 2
+    threads: int = 1  # the machine is shared; 2 threads under contention run slower than 1
     log_every: int = 50
 
     def to_dict(self) -> dict:
