@@ -53,6 +53,8 @@ def main(out_path):
     import triton
     if not triton.knobs.runtime.interpret:
         raise SystemExit("bcq_kernel_cases.py needs TRITON_INTERPRET=1 in its environment")
+    import torch
+    torch.set_num_threads(1)
     results = {case[0]: run_case(*case) for case in CASES}
     with open(out_path, "w") as handle:
         json.dump(results, handle, indent=1)

@@ -29,3 +29,14 @@ def bcq_interpreter_results(tmp_path_factory):
         pytest.fail(f"interpreted BCQ kernel cases failed (exit {done.returncode}):\n"
                     f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
     return json.loads(out.read_text())
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """The quantizer runs many small per-group ops; on a 2-core machine shared with other jobs,
+    OpenMP threads make them an order of magnitude slower. Restored after each test."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
