@@ -31,15 +31,15 @@ class FoldBatchNorm(Pass):
     def run(self, gm: fx.GraphModule) -> int:
         folded = 0
         for bn in list(gm.graph.nodes):
-            if bn.op == "call_function" and bn.target == aten._native_batch_norm_legit_no_training.default:
-                folded += self._fold(gm, bn)
+            args = _inference_batch_norm_args(bn)
+            if args is not None:
+                folded += self._fold(gm, bn, *args)
         return folded
 
-    def _fold(self, gm: fx.GraphModule, bn: fx.Node) -> int:
-        producer, gamma, beta, mean, var, _momentum, eps = bn.args
+    def _fold(self, gm: fx.GraphModule, bn: fx.Node, producer, gamma, beta, mean, var, eps) -> int:
         users = list(bn.users)
-        # Only the normalised output (item 0) may be used; items 1 and 2 are empty in eval mode.
-        if not users or any(u.target is not operator.getitem or u.args[1] != 0 for u in users):
+        # Only the normalised output (item 0) may be read; items 1 and 2 are empty in eval mode.
+        if any(u.target is not operator.getitem or (u.args[1] != 0 and u.users) for u in users):
             return 0
         if not isinstance(producer, fx.Node) or len(producer.users) != 1:
             return 0
@@ -65,7 +65,8 @@ class FoldBatchNorm(Pass):
         if not ok:
             return 0
         for u in users:
-            u.replace_all_uses_with(producer)
+            if u.args[1] == 0:
+                u.replace_all_uses_with(producer)
             gm.graph.erase_node(u)
         gm.graph.erase_node(bn)
         return 1
@@ -109,3 +110,17 @@ class FoldBatchNorm(Pass):
         mm.target = aten.addmm.default
         mm.args, mm.kwargs = (b_node, x, w_node), {}
         return True
+
+
+def _inference_batch_norm_args(node: fx.Node):
+    """(input, gamma, beta, running_mean, running_var, eps) of an eval-mode batch norm, else None."""
+    if node.op != "call_function":
+        return None
+    if node.target == aten._native_batch_norm_legit_no_training.default:
+        x, gamma, beta, mean, var, _momentum, eps = node.args
+        return x, gamma, beta, mean, var, eps
+    if node.target in (aten.native_batch_norm.default, aten._native_batch_norm_legit.default):
+        if len(node.args) == 8 and node.args[5] is False:
+            x, gamma, beta, mean, var, _training, _momentum, eps = node.args
+            return x, gamma, beta, mean, var, eps
+    return None

@@ -10,12 +10,11 @@ import json
 import math
 import re
 
-import sympy
 import torch
 import torch.fx as fx
 
 from .targets import resolve_target
-from .types import DTYPES_BY_NAME, ScalarType, TensorType, TupleType
+from .types import DTYPES_BY_NAME, ScalarType, TensorType, TupleType, parse_size
 
 
 class ParseError(ValueError):
@@ -43,7 +42,7 @@ class _Parser:
         self.graph = fx.Graph()
         self.root = torch.nn.Module()
         self.values: dict[str, fx.Node] = {}
-        self.symbols: dict[str, sympy.Symbol] = {}
+        self.symbols: dict = {}  # size symbol name -> sympy.Symbol
 
     # -- lexing -------------------------------------------------------------------------------
     def error(self, message: str, pos: int | None = None):
@@ -319,12 +318,7 @@ class _Parser:
         source = self.text[start:self.pos].strip()
         if not source:
             raise self.error("expected a size (an integer or an expression over size symbols)", start)
-        if re.fullmatch(r"\d+", source):
-            return int(source)
-        for name in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", source):
-            self.symbols.setdefault(name, sympy.Symbol(name, integer=True, positive=True))
         try:
-            expr = sympy.sympify(source, locals=self.symbols)
-        except (sympy.SympifyError, SyntaxError, TypeError):
-            raise self.error(f"malformed size expression '{source}'", start) from None
-        return int(expr) if expr.is_Integer else expr
+            return parse_size(source, self.symbols)
+        except ValueError as e:
+            raise self.error(f"{e} (a size is an integer or an expression over size symbols)", start) from None

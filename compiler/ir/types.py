@@ -7,6 +7,7 @@ prints and parses like a static one.
 """
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 
 import sympy
@@ -102,3 +103,48 @@ def node_type(node: torch.fx.Node):
         else:
             return None
     return node.meta["type"]
+
+
+def _size_functions() -> dict:
+    from torch.utils._sympy import functions as tf
+    return {"Max": sympy.Max, "Min": sympy.Min, "Mod": tf.Mod, "PythonMod": tf.PythonMod,
+            "FloorDiv": tf.FloorDiv, "CeilDiv": tf.CeilDiv, "floor": sympy.floor,
+            "ceiling": sympy.ceiling, "CleanDiv": tf.CleanDiv, "ModularIndexing": tf.ModularIndexing}
+
+
+def parse_size(source: str, symbols: dict[str, sympy.Symbol]) -> Dim:
+    """A size expression as printed (`2*s0`, `(s1//2)`, `Max(1, s0)`) -> int or sympy expression.
+
+    `//` means torch's FloorDiv (what `str()` of a size expression prints), not sympy's floor.
+    Raises ValueError on anything else.
+    """
+    from torch.utils._sympy.functions import FloorDiv, PythonMod
+    functions = _size_functions()
+
+    def build(node):
+        if isinstance(node, ast.Expression):
+            return build(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, int) and not isinstance(node.value, bool):
+            return sympy.Integer(node.value)
+        if isinstance(node, ast.Name):
+            if node.id not in symbols:
+                symbols[node.id] = sympy.Symbol(node.id, integer=True, positive=True)
+            return symbols[node.id]
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -build(node.operand)
+        if isinstance(node, ast.BinOp):
+            a, b = build(node.left), build(node.right)
+            ops = {ast.Add: lambda: a + b, ast.Sub: lambda: a - b, ast.Mult: lambda: a * b,
+                   ast.FloorDiv: lambda: FloorDiv(a, b), ast.Mod: lambda: PythonMod(a, b),
+                   ast.Pow: lambda: a ** b}
+            if type(node.op) in ops:
+                return ops[type(node.op)]()
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in functions:
+            return functions[node.func.id](*[build(a) for a in node.args])
+        raise ValueError(f"unsupported size expression element {ast.dump(node)[:40]}")
+
+    try:
+        expr = build(ast.parse(source, mode="eval"))
+    except SyntaxError as e:
+        raise ValueError(f"malformed size expression {source!r}") from e
+    return int(expr) if expr.is_Integer else expr
