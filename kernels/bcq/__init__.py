@@ -7,7 +7,8 @@ additions over the planes plus a scaling per group. See docs/bcq.md.
 from .linear import bcq_linear
 from .packing import PackedBCQ, dequantize, pack, unpack
 from .power_of_two import to_power_of_two_terms
-from .quantize import BCQWeight, bcq_quantize
+from .bcq_weight import BCQWeight
+from .quantize import bcq_quantize
 from .reference import reference_linear
 from .round_to_nearest import rtn_dequantized
 from .storage import load_packed, save_packed

@@ -11,8 +11,8 @@ from typing import Optional
 import torch
 
 from .codes import best_codes
-from .power_of_two import to_power_of_two_terms
-from .quantize import BCQWeight, fit_groups
+from .bcq_weight import BCQWeight
+from .fit import fit_groups
 
 
 def inverse_hessian_factor(hessian: torch.Tensor, damp: float) -> torch.Tensor:
@@ -54,6 +54,6 @@ def quantize_activation_aware(weight: torch.Tensor, hessian: torch.Tensor, bits:
             w[:, j + 1:stop] -= error[:, None] * u[j, j + 1:stop][None, :]
             errors[:, j - start] = error
         w[:, stop:] -= errors @ u[start:stop, stop:]
-    if pow2_terms is not None:
-        scales = to_power_of_two_terms(scales, pow2_terms)
+    # With pow2_terms, fit_groups already returned power-of-two scales; the codes were chosen
+    # for exactly those scales.
     return BCQWeight(codes, scales, group_size, pow2_terms)

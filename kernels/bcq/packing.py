@@ -10,7 +10,7 @@ from typing import Optional
 
 import torch
 
-from .quantize import BCQWeight
+from .bcq_weight import BCQWeight
 
 WORD_BITS = 32
 SCALE_DTYPES = (torch.float16, torch.float32)

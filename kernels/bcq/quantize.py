@@ -7,39 +7,14 @@ pair seen, so more rounds never raise the reconstruction error. With `pow2_terms
 sums of at most that many signed powers of two. With `hessian` (X^T X) the error is measured on
 the layer output instead (see activation_aware.py).
 """
-from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
 from . import arguments
-from .codes import best_codes, greedy_init, group_error, least_squares_scales, reconstruct
-from .power_of_two import to_power_of_two_terms
-
-
-@dataclass
-class BCQWeight:
-    """Unpacked BCQ weight. codes: int8 (bits, out, in) in {-1, +1}; scales: fp32
-    (bits, out, in // group_size); pow2_terms: None for free scales."""
-    codes: torch.Tensor
-    scales: torch.Tensor
-    group_size: int
-    pow2_terms: Optional[int] = None
-
-    @property
-    def bits(self) -> int:
-        return self.codes.shape[0]
-
-    @property
-    def shape(self) -> tuple:
-        return tuple(self.codes.shape[1:])
-
-    def dequantize(self) -> torch.Tensor:
-        """The fp32 weight sum_i alpha_i * B_i, shape (out, in)."""
-        bits, out_features, in_features = self.codes.shape
-        groups = in_features // self.group_size
-        codes = self.codes.float().reshape(bits, out_features, groups, self.group_size)
-        return reconstruct(codes, self.scales.float()).reshape(out_features, in_features)
+from .activation_aware import quantize_activation_aware
+from .bcq_weight import BCQWeight
+from .fit import fit_groups
 
 
 def bcq_quantize(weight: torch.Tensor, bits: int, group_size: int = 128, rounds: int = 10,
@@ -61,7 +36,6 @@ def bcq_quantize(weight: torch.Tensor, bits: int, group_size: int = 128, rounds:
     if hessian is not None:
         arguments.check_hessian(hessian, in_features)
         arguments.check_damp(damp)
-        from .activation_aware import quantize_activation_aware
         return quantize_activation_aware(weight, hessian, bits, group_size, rounds,
                                          pow2_terms, damp)
     groups = in_features // group_size
@@ -69,26 +43,3 @@ def bcq_quantize(weight: torch.Tensor, bits: int, group_size: int = 128, rounds:
     codes, scales = fit_groups(w, bits, rounds, pow2_terms)
     return BCQWeight(codes.reshape(bits, out_features, in_features).to(torch.int8),
                      scales.contiguous(), group_size, pow2_terms)
-
-
-def fit_groups(w: torch.Tensor, bits: int, rounds: int, pow2_terms: Optional[int]):
-    """BCQ of grouped weights w (N, G, g): returns codes (bits, N, G, g) and scales (bits, N, G).
-    """
-    codes, scales = greedy_init(w, bits)
-    if pow2_terms is not None:
-        scales = to_power_of_two_terms(scales, pow2_terms)
-        codes = best_codes(w, scales)
-    best_err = group_error(w, codes, scales)
-    for _ in range(rounds):
-        new_scales = least_squares_scales(w, codes)
-        if pow2_terms is not None:
-            new_scales = to_power_of_two_terms(new_scales, pow2_terms)
-        new_codes = best_codes(w, new_scales)
-        err = group_error(w, new_codes, new_scales)
-        improved = err < best_err
-        if not bool(improved.any()):
-            break
-        best_err = torch.where(improved, err, best_err)
-        codes = torch.where(improved[None, ..., None], new_codes, codes)
-        scales = torch.where(improved[None], new_scales, scales)
-    return codes, scales

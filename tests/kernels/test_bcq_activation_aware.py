@@ -38,3 +38,11 @@ def test_activation_aware_codes_and_dead_inputs():
     assert torch.isfinite(q.scales).all()
     again = bcq_quantize(w, 2, 32, hessian=x.T @ x)
     assert torch.equal(q.codes, again.codes) and torch.equal(q.scales, again.scales)
+
+
+def test_activation_aware_power_of_two_scales_stay_power_of_two():
+    from fastc.kernels.bcq import to_power_of_two_terms
+    x = _correlated_inputs(features=64)
+    w = torch.randn(16, 64, generator=torch.Generator().manual_seed(3))
+    q = bcq_quantize(w, 3, 32, hessian=x.T @ x, pow2_terms=2)
+    assert torch.equal(to_power_of_two_terms(q.scales, 2), q.scales)
