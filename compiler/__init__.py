@@ -23,15 +23,12 @@ def reports():
 
 
 def _register_torch_logs():
-    # TORCH_LOGS=+fastc: let torch's logging settings reach the "fastc" logger.
+    # TORCH_LOGS=+fastc: torch's logging settings reach the "fastc" logger (see capture.py for
+    # the handlers, set up on the first compilation once torch is fully imported).
     try:
-        import os
-
         from torch._logging import _internal
         if "fastc" not in _internal.log_registry.log_alias_to_log_qnames:
             _internal.register_log("fastc", "fastc")
-            if "fastc" in os.environ.get("TORCH_LOGS", ""):
-                _internal._init_logs()
     except Exception:  # private API: logging still works through the logging module
         pass
 

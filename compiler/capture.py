@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import time
 
 import torch
@@ -33,6 +34,7 @@ _graph_ids = itertools.count()
 
 def compile_graph(gm: fx.GraphModule, example_inputs: list, opts: Options):
     """The callable Dynamo runs in place of `gm`."""
+    _setup_torch_logs()
     needs_grad = torch.is_grad_enabled() and any(
         isinstance(x, torch.Tensor) and x.requires_grad for x in example_inputs)
     static = [i for i, x in enumerate(example_inputs) if _is_module_state(x)]
@@ -58,6 +60,19 @@ def compile_graph(gm: fx.GraphModule, example_inputs: list, opts: Options):
         log.warning("fastc: capture failed (%s: %s); running this graph eagerly", type(e).__name__, e)
         REPORTS.append(GraphReport(next(_graph_ids), "eager", fallback=f"capture failed: {e}"))
         return gm.forward
+
+
+def _setup_torch_logs():
+    """Gives the "fastc" logger torch's handlers when TORCH_LOGS names it and fastc was imported
+    after torch read TORCH_LOGS (the usual case: the backend is loaded on first use)."""
+    if "fastc" not in os.environ.get("TORCH_LOGS", ""):
+        return
+    if any(not isinstance(h, logging.NullHandler) for h in log.handlers):
+        return
+    try:
+        torch._logging._internal._init_logs()
+    except Exception:  # private API: plain logging configuration still works
+        pass
 
 
 def _is_module_state(x) -> bool:
