@@ -31,6 +31,6 @@ config.substitutions.append(("%fastc", tool("fastc")))
 config.substitutions.append(("%PYTHON", sys.executable))
 config.substitutions.append(("filecheck", tool("filecheck")))
 config.environment["PYTHONHASHSEED"] = "0"
-for var in ("HOME", "TMPDIR"):
+for var in ("HOME", "TMPDIR", "TRITON_INTERPRET", "FASTC_CACHE_DIR"):
     if var in os.environ:
         config.environment[var] = os.environ[var]

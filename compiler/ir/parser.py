@@ -13,6 +13,7 @@ import re
 import torch
 import torch.fx as fx
 
+from .printer import ATTRIBUTES
 from .targets import resolve_target
 from .types import DTYPES_BY_NAME, ScalarType, TensorType, TupleType, parse_size
 
@@ -148,6 +149,7 @@ class _Parser:
                 raise self.error(f"unknown op '{target_text}'", pos) from None
             args, kwargs = self.call_args()
             node = self.graph.create_node("call_function", target, tuple(args), kwargs, name=name)
+            self.attributes(node)
         self.values[name] = node
         node.meta["type"] = typ
 
@@ -181,6 +183,21 @@ class _Parser:
             raise self.error(f"expected '@name' or 'dense<[...]>' after 'const', found {self.found()}")
         self.root.register_buffer(attr, value, persistent=False)
         return self.graph.create_node("get_attr", attr, name=name)
+
+    def attributes(self, node: fx.Node):
+        """Optional `{kernel = 3, kind = "pointwise"}` after an op (see printer.ATTRIBUTES)."""
+        if not self.accept("{"):
+            return
+        while True:
+            pos = self.pos
+            key = self.match(_NAME, "an attribute name")
+            if key not in ATTRIBUTES:
+                raise self.error(f"unknown attribute '{key}' (valid: {', '.join(ATTRIBUTES)})", pos)
+            self.expect("=", f"after attribute {key}")
+            node.meta[ATTRIBUTES[key]] = self.value()
+            if self.accept("}"):
+                return
+            self.expect(",", "or '}' between attributes")
 
     def call_args(self):
         self.expect("(", "after the op name")

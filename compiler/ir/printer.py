@@ -39,12 +39,22 @@ def print_graph(gm: fx.GraphModule, name: str | None = None, inline_limit: int =
         elif node.op == "call_function":
             args = [_value(a) for a in node.args]
             args += [f"{k}={_value(v)}" for k, v in node.kwargs.items()]
-            lines.append(f"  %{node.name}: {_type(node)} = {target_name(node.target)}({', '.join(args)})")
+            lines.append(f"  %{node.name}: {_type(node)} = {target_name(node.target)}({', '.join(args)})"
+                         + _attributes(node))
         else:
             raise ValueError(f"cannot print node {node.name}: op {node.op!r} (only call_function, "
                              "get_attr, placeholder and output are part of the fastc IR)")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+# Node metadata the text form carries, as `{key = value}` after an op: key in text -> meta key.
+ATTRIBUTES = {"kernel": "kernel", "kind": "kernel_kind"}
+
+
+def _attributes(node) -> str:
+    items = [f"{key} = {_value(node.meta[meta])}" for key, meta in ATTRIBUTES.items() if meta in node.meta]
+    return " {" + ", ".join(items) + "}" if items else ""
 
 
 def _type(node) -> str:
