@@ -42,11 +42,12 @@ class ConvBN(nn.Module):
 
 
 class AttentionBlock(nn.Module):
-    """A pre-norm transformer block with causal self-attention written out by hand."""
+    """A pre-norm transformer block with causal self-attention written out by hand, or through
+    F.scaled_dot_product_attention (`sdpa=True`)."""
 
-    def __init__(self, dim: int = 32, heads: int = 4):
+    def __init__(self, dim: int = 32, heads: int = 4, sdpa: bool = False):
         super().__init__()
-        self.heads = heads
+        self.heads, self.sdpa = heads, sdpa
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
         self.up, self.down = nn.Linear(dim, 4 * dim), nn.Linear(4 * dim, dim)
@@ -55,10 +56,13 @@ class AttentionBlock(nn.Module):
         b, t, d = x.shape
         q, k, v = self.qkv(self.norm1(x)).split(d, dim=-1)
         q, k, v = (z.reshape(b, t, self.heads, d // self.heads).transpose(1, 2) for z in (q, k, v))
-        scores = q @ k.transpose(-2, -1) / math.sqrt(d // self.heads)
-        causal = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
-        scores = scores.masked_fill(~causal, float("-inf"))
-        y = (scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(b, t, d)
+        if self.sdpa:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            scores = q @ k.transpose(-2, -1) / math.sqrt(d // self.heads)
+            causal = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
+            y = scores.masked_fill(~causal, float("-inf")).softmax(dim=-1) @ v
+        y = y.transpose(1, 2).reshape(b, t, d)
         x = x + self.proj(y)
         return x + self.down(F.gelu(self.up(self.norm2(x))))
 
@@ -93,6 +97,10 @@ def _conv_bn():
 
 def _attention_block():
     return AttentionBlock(), {"x": torch.randn(2, 8, 32)}
+
+
+def _attention_block_sdpa():
+    return AttentionBlock(sdpa=True), {"x": torch.randn(2, 8, 32)}
 
 
 def _gpt2():
@@ -137,7 +145,7 @@ def _resnet():
 
 def _convnext():
     from transformers import ConvNextConfig, ConvNextForImageClassification
-    cfg = ConvNextConfig(hidden_sizes=[16, 32], depths=[1, 1], num_labels=10, image_size=32)
+    cfg = ConvNextConfig(num_stages=2, hidden_sizes=[16, 32], depths=[1, 1], num_labels=10, image_size=32)
     return ConvNextForImageClassification(cfg), {"pixel_values": _image(32)}
 
 
@@ -151,6 +159,7 @@ BUILDERS = {
     "mlp": _mlp,
     "conv_bn": _conv_bn,
     "attention_block": _attention_block,
+    "attention_block_sdpa": _attention_block_sdpa,
     "gpt2": _gpt2,
     "llama": _llama,
     "bert": _bert,
@@ -161,7 +170,7 @@ BUILDERS = {
 }
 
 #: Models also checked in training mode (forward, gradients, updated buffers).
-TRAINING = ["mlp", "conv_bn", "gpt2", "resnet"]
+TRAINING = ["mlp", "conv_bn", "attention_block", "attention_block_sdpa", "gpt2", "resnet"]
 
 
 def build(name: str, seed: int = 0) -> tuple[nn.Module, dict]:

@@ -20,6 +20,19 @@ OPTIONS = {"on_error": "raise"}
 RTOL = ATOL = 1e-4
 # Eval-mode BatchNorm that fold-batchnorm must fold into the convolution before it.
 HAS_BATCHNORM = {"conv_bn", "resnet", "mobilenet_v2"}
+# fastc bugs found by these tests, each with a minimal repro; xfail(strict=True) so that the
+# marker must go when the bug is fixed.
+SDPA_BACKWARD_BUG = (
+    "fastc bug: wrong gradients through F.scaled_dot_product_attention on CPU. core_aten_decompositions "
+    "decomposes aten._scaled_dot_product_flash_attention_for_cpu but its backward stays fused and gets "
+    "the decomposed forward's outputs. Repro: q,k,v = randn(2,2,8,16) requiring grad; "
+    "torch.compile(F.scaled_dot_product_attention, backend='fastc')(q,k,v).sum().backward() -> q.grad off by ~30")
+KNOWN_TRAINING_BUGS = {"gpt2": SDPA_BACKWARD_BUG, "attention_block_sdpa": SDPA_BACKWARD_BUG}
+
+
+def _training_params():
+    return [pytest.param(name, marks=[pytest.mark.xfail(strict=True, reason=KNOWN_TRAINING_BUGS[name])]
+                         if name in KNOWN_TRAINING_BUGS else []) for name in model_zoo.TRAINING]
 
 
 @pytest.fixture(autouse=True)
@@ -64,7 +77,7 @@ def test_inference_matches_eager(name):
         assert left == [], f"batch norm left after folding: {left}"
 
 
-@pytest.mark.parametrize("name", model_zoo.TRAINING)
+@pytest.mark.parametrize("name", _training_params())
 def test_training_matches_eager(name):
     model, inputs = model_zoo.build(name)
     model.train()
@@ -80,15 +93,14 @@ def test_training_matches_eager(name):
 
     ERROR_TABLE.append((name, "training output", _max_err(actual, expected)))
     torch.testing.assert_close(actual, expected, rtol=RTOL, atol=ATOL)
-    grad_err = 0.0
     ref_params = dict(reference.named_parameters())
-    for pname, p in model.named_parameters():
-        ref = ref_params[pname]
-        assert (p.grad is None) == (ref.grad is None), f"{pname}: gradient presence differs from eager"
-        if p.grad is not None:
-            grad_err = max(grad_err, _max_err(p.grad, ref.grad))
-            torch.testing.assert_close(p.grad, ref.grad, rtol=RTOL, atol=ATOL, msg=lambda m: f"grad of {pname}: {m}")
-    ERROR_TABLE.append((name, "training grads", grad_err))
+    grads = [(pname, p.grad, ref_params[pname].grad) for pname, p in model.named_parameters()]
+    for pname, grad, ref in grads:
+        assert (grad is None) == (ref is None), f"{pname}: gradient presence differs from eager"
+    grads = [g for g in grads if g[1] is not None]
+    ERROR_TABLE.append((name, "training grads", max(_max_err(g, r) for _, g, r in grads)))
+    for pname, grad, ref in grads:
+        torch.testing.assert_close(grad, ref, rtol=RTOL, atol=ATOL, msg=lambda m: f"grad of {pname}: {m}")
     ref_buffers = dict(reference.named_buffers())
     for bname, b in model.named_buffers():  # BatchNorm running statistics, updated in place
         torch.testing.assert_close(b, ref_buffers[bname], rtol=RTOL, atol=ATOL, msg=lambda m: f"buffer {bname}: {m}")
