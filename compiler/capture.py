@@ -26,7 +26,7 @@ from .debug_dump import DebugDump
 from .ir.constants import add_constant
 from .options import Options
 from .pass_manager import run_pipeline
-from .report import REPORTS, GraphReport, count_ops, op_histogram
+from .report import REPORTS, GraphReport, count_ops, op_histogram, record_plan
 
 log = logging.getLogger("fastc")
 _graph_ids = itertools.count()
@@ -141,6 +141,7 @@ def _compile_real(gm: fx.GraphModule, kind: str, opts: Options, frozen: list[int
         gm, frozen = captured, []
     report.nodes_final = count_ops(gm)
     report.ops_final = op_histogram(gm)
+    record_plan(report, gm)
     report.compile_ms = (time.perf_counter() - start) * 1e3
     dump.text("report.json", report.json())
     log.info("%s", report.text())

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from fastc.passes import (CommonSubexpressions, DeadCode, FoldBatchNorm, FoldConstants, Pass,
-                          RemoveNoops, parse_pipeline)
+                          PlanKernels, RemoveNoops, parse_pipeline)
 
 from .options import Options
 
@@ -14,6 +14,7 @@ def default_pipeline(opts: Options) -> list[Pass]:
         FoldConstants(),          # precompute ops over frozen weights
         CommonSubexpressions(),   # merge repeated pure ops
         DeadCode(),               # drop what nothing uses
+        PlanKernels(),            # group ops into kernels for code generation (marks only)
     ]
     return passes
 

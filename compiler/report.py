@@ -29,6 +29,9 @@ class GraphReport:
     ops_final: dict[str, int] = field(default_factory=dict)
     compile_ms: float = 0.0
     fallback: str | None = None    # why the graph runs as captured, if it does
+    kernels: list[str] = field(default_factory=list)   # the kernel plan, one line per kernel
+    bytes_fused: int | str = 0     # bytes the planned kernels read and write ...
+    bytes_unfused: int | str = 0   # ... and what the same ops move one by one
 
     def text(self) -> str:
         lines = [f"graph {self.graph_id} ({self.kind}): {self.nodes_captured} -> {self.nodes_final} "
@@ -39,6 +42,11 @@ class GraphReport:
             lines.append(f"  {p.name:<16} {p.rewrites:>5} rewrites  {p.nodes_after:>5} ops after  {p.ms:7.1f} ms")
         top = sorted(self.ops_final.items(), key=lambda kv: (-kv[1], kv[0]))
         lines.append("  ops: " + ", ".join(f"{k} x{v}" for k, v in top))
+        if self.kernels:
+            fused, unfused = (f"{b:,}" if isinstance(b, int) else b for b in (self.bytes_fused, self.bytes_unfused))
+            lines.append(f"  kernel plan: {len(self.kernels)} kernels moving {fused} B; "
+                         f"the same ops one by one move {unfused} B")
+            lines += [f"    {k}" for k in self.kernels]
         return "\n".join(lines)
 
     def json(self) -> str:
@@ -46,6 +54,16 @@ class GraphReport:
 
 
 REPORTS: list[GraphReport] = []
+
+
+def record_plan(report: GraphReport, gm: fx.GraphModule):
+    from .ir.kernel_plan import KernelPlan
+    plan = KernelPlan.of(gm)
+    report.kernels = [k.text() for k in plan.kernels]
+    fused = sum((k.bytes_read() + k.bytes_written() for k in plan.kernels), 0)
+    unfused = sum((k.unfused_bytes() for k in plan.kernels), 0)
+    report.bytes_fused = fused if isinstance(fused, int) else str(fused)
+    report.bytes_unfused = unfused if isinstance(unfused, int) else str(unfused)
 
 
 def count_ops(gm: fx.GraphModule) -> int:

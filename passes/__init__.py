@@ -10,3 +10,6 @@ __all__ = [
     "PASSES", "Pass", "make_pass", "parse_pipeline", "register",
     "CommonSubexpressions", "DeadCode", "FoldBatchNorm", "FoldConstants", "RemoveNoops",
 ]
+from .plan_kernels import PlanKernels  # noqa: E402
+
+__all__.append("PlanKernels")

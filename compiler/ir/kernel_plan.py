@@ -14,12 +14,13 @@ a kernel's ops are connected, reading a kernel's outputs never feeds back into t
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 
 import sympy
 import torch.fx as fx
 
-from .types import TensorType, node_type
+from .types import TensorType, TupleType, node_type
 
 KINDS = ("pointwise", "reduction", "matmul")
 
@@ -42,10 +43,23 @@ class Kernel:
     def bytes_written(self):
         return _bytes(self.outputs)
 
+    def unfused_bytes(self):
+        """Bytes the same ops move when each runs alone: every op reads its inputs and writes
+        its result (views and getitems move nothing)."""
+        from fastc.ir.op_facts import VIEW_OPS
+        total = 0
+        for n in self.nodes:
+            if n.target in VIEW_OPS or n.target is operator.getitem:
+                continue
+            total = total + _bytes(n.all_input_nodes) + _bytes([n])
+        return _simplify(total)
+
     def text(self) -> str:
         ops = ", ".join(n.name for n in self.nodes)
+        moved = _simplify(self.bytes_read() + self.bytes_written())
         return (f"kernel {self.id} ({self.kind}): {len(self.nodes)} ops [{ops}]; "
-                f"reads {_fmt(self.bytes_read())} B, writes {_fmt(self.bytes_written())} B")
+                f"reads {_fmt(self.bytes_read())} B, writes {_fmt(self.bytes_written())} B: "
+                f"moves {_fmt(moved)} B where the ops one by one move {_fmt(self.unfused_bytes())} B")
 
 
 @dataclass
@@ -84,10 +98,11 @@ class KernelPlan:
 
 def tensor_bytes(node: fx.Node):
     t = node_type(node)
+    if isinstance(t, TupleType):
+        return sum((x.numel() * _itemsize(x) for x in t.items if isinstance(x, TensorType)), 0)
     if not isinstance(t, TensorType):
         return 0
-    size = t.numel()
-    return size * _itemsize(t)
+    return t.numel() * _itemsize(t)
 
 
 def _itemsize(t: TensorType) -> int:
@@ -96,8 +111,12 @@ def _itemsize(t: TensorType) -> int:
 
 
 def _bytes(nodes):
-    total = sum((tensor_bytes(n) for n in nodes), sympy.Integer(0))
-    return int(total) if getattr(total, "is_Integer", False) or isinstance(total, int) else total
+    return _simplify(sum((tensor_bytes(n) for n in nodes), sympy.Integer(0)))
+
+
+def _simplify(total):
+    total = sympy.sympify(total)
+    return int(total) if total.is_Integer else sympy.simplify(total)
 
 
 def _fmt(value) -> str:

@@ -46,26 +46,31 @@ class ReferenceModel:
 # ---- char-lm -------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=1)
-def _corpus_tokens() -> tuple[torch.Tensor, torch.Tensor, str]:
+def corpus_tokens() -> tuple[torch.Tensor, torch.Tensor, str]:
     split = stdlib_corpus.load_split()
     return stdlib_corpus.encode(split.train_text), stdlib_corpus.encode(split.val_text), split.fingerprint()
 
 
-def _lm_eval(model: nn.Module, max_chars: int = LM_EVAL_CHARS) -> dict:
-    val = _corpus_tokens()[1]
-    return lm_metrics(model, stdlib_corpus.eval_windows(val, model.cfg.context, max_chars))
+def _context(model: nn.Module) -> int:
+    """The model's context length; a rewritten model (a GraphModule, say) may lack .cfg."""
+    return getattr(getattr(model, "cfg", None), "context", CharLMConfig.context)
 
 
-def _lm_calibration(model: CharLM, n: int) -> torch.Tensor:
-    context = model.cfg.context
-    return stdlib_corpus.eval_windows(_corpus_tokens()[0], context, n * context)[:n, :-1]
+def char_lm_metrics(model: nn.Module, max_chars: int = LM_EVAL_CHARS) -> dict:
+    val = corpus_tokens()[1]
+    return lm_metrics(model, stdlib_corpus.eval_windows(val, _context(model), max_chars))
 
 
-def _lm_batches(model: CharLM, batch: int):
-    context = model.cfg.context
+def _lm_calibration(model: nn.Module, n: int) -> torch.Tensor:
+    context = _context(model)
+    return stdlib_corpus.eval_windows(corpus_tokens()[0], context, n * context)[:n, :-1]
+
+
+def _lm_batches(model: nn.Module, batch: int):
+    context = _context(model)
 
     def next_batch(gen):
-        w = stdlib_corpus.random_windows(_corpus_tokens()[0], context, batch, gen)
+        w = stdlib_corpus.random_windows(corpus_tokens()[0], context, batch, gen)
         return w[:, :-1], w[:, 1:]
     return next_batch
 
@@ -104,7 +109,7 @@ MODELS: dict[str, ReferenceModel] = {
         description="6-layer LLaMA-style char transformer (RMSNorm, RoPE, SwiGLU) on stdlib .py files",
         metric="bpc", higher_is_better=False, config_type=CharLMConfig,
         settings=TrainSettings(steps=500, batch=24, lr=3e-3, warmup=30, weight_decay=0.05),
-        make=CharLM, evaluate=_lm_eval, calibration=_lm_calibration, batches=_lm_batches,
+        make=CharLM, evaluate=char_lm_metrics, calibration=_lm_calibration, batches=_lm_batches,
         loss=_lm_loss),
     "digits-cnn": ReferenceModel(
         name="digits-cnn",

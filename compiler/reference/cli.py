@@ -33,7 +33,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def list_models(out=sys.stdout) -> None:
+def list_models(out=None) -> None:
+    out = out or sys.stdout
     for name, spec in catalog.MODELS.items():
         record = weights_io.load_record(name)
         if record is None:

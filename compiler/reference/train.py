@@ -47,7 +47,8 @@ def train_reference(name: str, *, settings: TrainSettings | None = None, config:
     model.eval()
     metrics = spec.evaluate(model)
     if name == "char-lm":
-        metrics.update({f"{k}_full_val": v for k, v in catalog._lm_eval(model, max_chars=10**9).items()})
+        full = catalog.char_lm_metrics(model, max_chars=10**9)
+        metrics.update({f"{k}_full_val": v for k, v in full.items()})
     stats = weight_stats(model)
     record = {
         "model": name,
@@ -65,7 +66,7 @@ def train_reference(name: str, *, settings: TrainSettings | None = None, config:
                     "python": platform.python_version()},
     }
     if name == "char-lm":
-        record["data_fingerprint"] = catalog._corpus_tokens()[2]
+        record["data_fingerprint"] = catalog.corpus_tokens()[2]
         record["eval_chars"] = catalog.LM_EVAL_CHARS
     if folder is not None:
         path = weights_io.save(model, name, record, folder)

@@ -1,0 +1,273 @@
+"""plan-kernels: partitions a graph into kernels that code generation turns into one kernel each."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+import sympy
+import torch
+import torch.fx as fx
+
+from fastc.ir.types import TensorType, node_type
+
+from .base import Pass, register
+from .fusion_choices import FusionChoices
+from .kernel_ops import OpClass, classify
+
+aten = torch.ops.aten
+
+# Views that keep the row-major order of elements: over a contiguous kernel result they are free.
+RESHAPES = {aten.view.default, aten._unsafe_view.default, aten.reshape.default,
+            aten.squeeze.dim, aten.squeeze.dims, aten.unsqueeze.default, aten.alias.default}
+
+
+@dataclass
+class _Group:
+    id: int
+    kind: str                      # "pointwise", "reduction", "matmul", "view"
+    nodes: list[fx.Node]
+    numel: object = None           # pointwise/matmul: elements computed; reduction: input elements
+    rows: object = None            # reduction: number of rows (numel / reduced elements)
+    reduced: tuple = ()            # reduction: (input shape, reduced dims)
+    matmul: fx.Node | None = None
+    members: set = field(default_factory=set)
+
+
+@register
+@dataclass(frozen=True)
+class PlanKernels(Pass):
+    """Marks groups of ops that run as one generated kernel (`{kernel = N, kind = "..."}`).
+
+    Kinds: pointwise (elementwise ops, broadcasting loads, reshapes), reduction (reductions over
+    the same rows with pointwise producers and consumers), matmul (one mm/addmm/bmm with a
+    pointwise epilogue). Legal because: kernels are convex (no path leaves a kernel and comes
+    back, so kernels run in some order without cycles); no op is in two kernels (no duplicated
+    work); mutating and random ops are never fused; the only views fused are reshapes of kernel
+    values (same order of elements), never a graph output, so no output alias becomes a copy;
+    views of kernel inputs stay ATen views that the kernel reads through strides; within a
+    kernel every op covers the same elements (or, in a reduction, the same rows). How far to fuse is FusionChoices' call.
+    Marks only: the ops still compute the same values; code generation follows the marks.
+    """
+    name = "plan-kernels"
+    max_ops: int = 64
+    epilogues: bool = True
+    reductions: bool = True
+
+    def run(self, gm: fx.GraphModule) -> int:
+        choices = FusionChoices(self.max_ops, self.epilogues, self.reductions)
+        for n in gm.graph.nodes:
+            n.meta.pop("kernel", None)
+            n.meta.pop("kernel_kind", None)
+        planner = _Planner(gm, choices)
+        kernels = planner.plan()
+        for k, group in enumerate(kernels):
+            for n in group.nodes:
+                n.meta["kernel"] = k
+                n.meta["kernel_kind"] = group.kind
+        _make_kernels_contiguous(gm)
+        return len(kernels)
+
+
+class _Planner:
+    def __init__(self, gm: fx.GraphModule, choices: FusionChoices):
+        self.gm, self.choices = gm, choices
+        self.order = _order(gm)
+        self.classes: dict[fx.Node, OpClass] = {}
+        self.group_of: dict[fx.Node, _Group] = {}
+        self.groups: dict[int, _Group] = {}
+        self.dag = nx.DiGraph()   # groups and the unplanned nodes, as a DAG of ids / nodes
+
+    # -- setup --------------------------------------------------------------------------------
+    def plan(self) -> list[_Group]:
+        nodes = [n for n in self.gm.graph.nodes]
+        for n in nodes:
+            cls = classify(n)
+            if cls is None:
+                continue
+            if cls.kind == "getitem":
+                producer = n.args[0]
+                if producer in self.group_of:
+                    self._add(n, self.group_of[producer])
+                continue
+            self.classes[n] = cls
+            self._add(n, self._new_group(n, cls))
+        for n in nodes:
+            self.dag.add_node(self._key(n))
+            for a in n.all_input_nodes:
+                if self._key(a) != self._key(n):
+                    self.dag.add_edge(self._key(a), self._key(n))
+        for n in nodes:                      # consumers in graph order, each with its producers
+            if n not in self.group_of:
+                continue
+            for a in n.all_input_nodes:
+                if a in self.group_of and n in self.group_of:
+                    self._try_merge(self.group_of[a], self.group_of[n])
+        return self._finish()
+
+    def _new_group(self, n: fx.Node, cls: OpClass) -> _Group:
+        g = _Group(len(self.groups), cls.kind, [])
+        if cls.kind in ("pointwise", "matmul", "view"):
+            g.numel = _numel(cls.shape)
+        if cls.kind == "matmul":
+            g.matmul = n
+        if cls.kind == "reduction":
+            g.numel = _numel(cls.shape)
+            reduced = _numel([cls.shape[d] for d in cls.reduced])
+            g.rows = sympy.simplify(g.numel / reduced) if reduced != 0 else 0
+            g.reduced = (tuple(cls.shape), cls.reduced)
+        self.groups[g.id] = g
+        return g
+
+    def _add(self, n: fx.Node, g: _Group):
+        g.nodes.append(n)
+        g.members.add(n)
+        self.group_of[n] = g
+
+    def _key(self, n: fx.Node):
+        g = self.group_of.get(n)
+        return ("g", g.id) if g is not None else n
+
+    # -- merging --------------------------------------------------------------------------------
+    def _try_merge(self, p: _Group, c: _Group):
+        if p is c:
+            return
+        merged = self._merged_kind(p, c)
+        if merged is None or not self.choices.wants(p.kind, c.kind, len(p.nodes) + len(c.nodes)):
+            return
+        if not self._convex(p, c):
+            return
+        self._merge(p, c, merged)
+
+    def _merged_kind(self, p: _Group, c: _Group) -> str | None:
+        kinds = (p.kind, c.kind)
+        if "view" in kinds:
+            other = c if p.kind == "view" else p
+            view = p if p.kind == "view" else c
+            if not self._view_fits(view, other, view_is_producer=view is p):
+                return None
+            return other.kind
+        if kinds == ("pointwise", "pointwise"):
+            return "pointwise" if _same(p.numel, c.numel) else None
+        if "reduction" in kinds:
+            red = p if p.kind == "reduction" else c
+            other = c if red is p else p
+            if other.kind == "reduction":
+                return "reduction" if red.reduced == other.reduced else None
+            if other.kind != "pointwise":
+                return None
+            return "reduction" if (_same(other.numel, red.numel) or _same(other.numel, red.rows)) else None
+        if kinds == ("matmul", "pointwise"):
+            # An epilogue: every consumer op must depend on the matrix product.
+            if not _same(c.numel, p.numel):
+                return None
+            return "matmul" if self._depends_on(c, p) else None
+        return None
+
+    def _view_fits(self, view: _Group, other: _Group, view_is_producer: bool) -> bool:
+        (v,) = view.nodes
+        if view_is_producer:
+            # A view of an outside value stays an ATen view (free: new strides over the same
+            # storage); the kernel reads it through its strides.
+            return False
+        # A view of a kernel value: only reshapes, which keep the order of elements, and not a
+        # graph output (an output that is a view must stay a view of what it aliases).
+        return v.target in RESHAPES and not any(u.op == "output" for u in v.users)
+
+    def _depends_on(self, c: _Group, p: _Group) -> bool:
+        inside = set(p.members)
+        for n in c.nodes:  # graph order: producers first
+            if any(a in inside for a in n.all_input_nodes):
+                inside.add(n)
+            else:
+                return False
+        return True
+
+    def _convex(self, p: _Group, c: _Group) -> bool:
+        """No path from p to c through anything else (merging would make a cycle)."""
+        pk, ck = ("g", p.id), ("g", c.id)
+        if not self.dag.has_edge(pk, ck):
+            return not nx.has_path(self.dag, pk, ck) and not nx.has_path(self.dag, ck, pk)
+        self.dag.remove_edge(pk, ck)
+        try:
+            return not nx.has_path(self.dag, pk, ck)
+        finally:
+            self.dag.add_edge(pk, ck)
+
+    def _merge(self, p: _Group, c: _Group, kind: str):
+        keep, gone = (p, c) if p.kind != "view" or c.kind == "view" else (c, p)
+        if kind == "reduction" and keep.kind != "reduction":
+            keep, gone = gone, keep
+        if kind == "matmul" and keep.kind != "matmul":
+            keep, gone = gone, keep
+        for n in gone.nodes:
+            self._add(n, keep)
+        keep.nodes.sort(key=self.order)
+        keep.kind = kind
+        del self.groups[gone.id]
+        nx.contracted_nodes(self.dag, ("g", keep.id), ("g", gone.id), self_loops=False, copy=False)
+
+    # -- result ---------------------------------------------------------------------------------
+    def _finish(self) -> list[_Group]:
+        kernels = []
+        for g in sorted(self.groups.values(), key=lambda g: self.order(g.nodes[0])):
+            self._drop_escaping_views(g)
+            if g.kind == "view" or not any(self.classes.get(n) and self.classes[n].kind != "view"
+                                           for n in g.nodes):
+                continue
+            kernels.append(g)
+        return kernels
+
+    def _drop_escaping_views(self, g: _Group):
+        """A view whose readers are all outside the kernel stays an ATen view of the kernel's
+        result (nothing is gained by copying it out)."""
+        changed = True
+        while changed:
+            changed = False
+            for n in list(g.nodes):
+                cls = self.classes.get(n)
+                if cls is not None and cls.kind == "view" and not any(u in g.members for u in n.users):
+                    g.nodes.remove(n)
+                    g.members.discard(n)
+                    del self.group_of[n]
+                    changed = True
+
+
+def _make_kernels_contiguous(gm: fx.GraphModule):
+    """Reorders ops so that each kernel's ops are adjacent (a topological order exists because
+    kernels are convex); other ops keep their relative order where dependencies allow."""
+    nodes = [n for n in gm.graph.nodes if n.op not in ("placeholder", "output")]
+    index = {n: i for i, n in enumerate(nodes)}
+    unit = {n: ("k", n.meta["kernel"]) if "kernel" in n.meta else ("n", index[n]) for n in nodes}
+    dag = nx.DiGraph()
+    first: dict = {}
+    for n in nodes:
+        dag.add_node(unit[n])
+        first.setdefault(unit[n], index[n])
+        for a in n.all_input_nodes:
+            if a in unit and unit[a] != unit[n]:
+                dag.add_edge(unit[a], unit[n])
+    output = next(n for n in gm.graph.nodes if n.op == "output")
+    members: dict = {}
+    for n in nodes:
+        members.setdefault(unit[n], []).append(n)
+    for u in nx.lexicographical_topological_sort(dag, key=lambda u: first[u]):
+        for n in members[u]:
+            output.prepend(n)
+
+
+def _numel(shape):
+    out = sympy.Integer(1)
+    for d in shape:
+        out = out * d
+    return sympy.simplify(out)
+
+
+def _same(a, b) -> bool:
+    if a is None or b is None:
+        return False
+    return sympy.simplify(sympy.sympify(a) - sympy.sympify(b)) == 0
+
+
+def _order(gm: fx.GraphModule):
+    index = {n: i for i, n in enumerate(gm.graph.nodes)}
+    return lambda n: index[n]
