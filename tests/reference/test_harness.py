@@ -75,7 +75,8 @@ def test_module_with_eval_fn_and_report_forms():
     target = model(x).detach()
 
     def eval_fn(m):
-        return {"mse": float(((m(x) - target) ** 2).mean())}
+        with torch.no_grad():
+            return {"mse": float(((m(x) - target) ** 2).mean())}
 
     report = measure(model, transforms.get("zero-weights"), eval_fn=eval_fn, higher_is_better=False)
     assert report.metric == "mse" and report.before["mse"] == 0.0 and report.after["mse"].mean > 0
