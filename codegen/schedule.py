@@ -1,0 +1,53 @@
+"""Schedules: block sizes, warps and stages of a generated kernel.
+
+Preferences only: a schedule never changes what a kernel computes, and every kernel is correct
+under any schedule whose blocks are powers of two (matmul blocks at least 16). The launcher picks
+a schedule per call from the real sizes, so one compiled kernel serves several shapes; a cost
+model or autotuner can replace `heuristic_schedule` without touching the lowering.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Schedule:
+    XBLOCK: int = 1024      # pointwise: elements per program; reduction: rows per program
+    RBLOCK: int = 0         # reduction: elements of a row per loop step
+    BLOCK_M: int = 0        # matmul tiles
+    BLOCK_N: int = 0
+    BLOCK_K: int = 0
+    num_warps: int = 4
+    num_stages: int = 1
+
+    def constexprs(self, kind: str) -> dict[str, int]:
+        """The block sizes a kernel of `kind` takes as `tl.constexpr` arguments."""
+        names = {"pointwise": ("XBLOCK",), "reduction": ("XBLOCK", "RBLOCK"),
+                 "matmul": ("BLOCK_M", "BLOCK_N", "BLOCK_K")}[kind]
+        return {n: getattr(self, n) for n in names}
+
+
+def next_pow2(n: int) -> int:
+    return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
+
+
+def heuristic_schedule(kernel, sizes: dict[str, int]) -> Schedule:
+    """A schedule for `kernel` (a Kernel, a GeneratedKernel or a kind name) at `sizes`.
+
+    sizes: pointwise {"xnumel"}; reduction {"xnumel" (rows), "rnumel" (row length)};
+    matmul {"M", "N", "K"}.
+    """
+    kind = kernel if isinstance(kernel, str) else kernel.kind
+    if kind == "pointwise":
+        block = min(1024, max(16, next_pow2(sizes["xnumel"])))
+        return Schedule(XBLOCK=block, num_warps=4 if block >= 512 else 2)
+    if kind == "reduction":
+        rblock = min(1024, max(2, next_pow2(sizes["rnumel"])))
+        xblock = min(max(1, 2048 // rblock), next_pow2(sizes["xnumel"]))
+        return Schedule(XBLOCK=xblock, RBLOCK=rblock, num_warps=8 if rblock >= 1024 else 4)
+    if kind == "matmul":
+        def tile(n, cap):
+            return min(cap, max(16, next_pow2(n)))
+        return Schedule(BLOCK_M=tile(sizes["M"], 64), BLOCK_N=tile(sizes["N"], 64),
+                        BLOCK_K=tile(sizes["K"], 32), num_warps=4, num_stages=3)
+    raise ValueError(f"unknown kernel kind {kind!r} (valid: pointwise, reduction, matmul)")

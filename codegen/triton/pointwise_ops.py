@@ -1,0 +1,252 @@
+"""ATen pointwise ops as Triton expressions: one table, `POINTWISE[op](body, node, index) -> Value`.
+
+Floating values compute in fp32 (fp16/bf16 inputs are widened on load, results narrowed on
+store); a cast to fp16/bf16 inside a kernel rounds through that type, as eager would. Only
+`triton.language` core functions are used (no libdevice), so the interpreter runs every entry.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.fx as fx
+
+from fastc.ir import TensorType, node_type
+
+from ..errors import Unsupported
+from .values import TL_DTYPES, Value, compute_dtype
+
+aten = torch.ops.aten
+
+
+def _get(node, pos, name, default=None):
+    return node.args[pos] if len(node.args) > pos else node.kwargs.get(name, default)
+
+
+def _out_dtype(node) -> torch.dtype:
+    return compute_dtype(node_type(node).dtype)
+
+
+def _operands(body, node, index, count, dtype):
+    return [body.cast(body.arg(node, a, index), dtype).code for a in node.args[:count]]
+
+
+def _block(body, node, index):
+    return body.is_block(index)
+
+
+def arith(fmt: str, count: int):
+    """All operands promoted to the result dtype, then `fmt` (placeholders {0}, {1}, ...)."""
+    def rule(body, node, index):
+        dt = _out_dtype(node)
+        return body.tmp(fmt.format(*_operands(body, node, index, count, dt)), dt, _block(body, node, index))
+    return rule
+
+
+def floating(fmt: str, count: int = 1):
+    """Like arith; an integer result dtype (not expected for these ops) is refused."""
+    def rule(body, node, index):
+        if not _out_dtype(node).is_floating_point:
+            raise Unsupported(f"{node.target} with integer result")
+        return arith(fmt, count)(body, node, index)
+    return rule
+
+
+def with_alpha(fmt: str):
+    """add/sub/rsub: `{0} op {1} * alpha`."""
+    def rule(body, node, index):
+        alpha = node.kwargs.get("alpha", 1)
+        dt = _out_dtype(node)
+        a, b = _operands(body, node, index, 2, dt)
+        if alpha != 1:
+            b = f"({b} * {body.value(alpha, ()).code})"
+        return body.tmp(fmt.format(a, b), dt, _block(body, node, index))
+    return rule
+
+
+def _common_dtype(node) -> torch.dtype:
+    dtypes, has_float_literal = [], False
+    for a in node.args[:2]:
+        t = node_type(a) if isinstance(a, fx.Node) else None
+        if isinstance(t, TensorType):
+            dtypes.append(t.dtype)
+        elif isinstance(a, float):
+            has_float_literal = True
+    out = dtypes[0]
+    for d in dtypes[1:]:
+        out = torch.promote_types(out, d)
+    if has_float_literal and not out.is_floating_point:
+        out = torch.float32
+    return compute_dtype(out)
+
+
+def compare(op: str):
+    def rule(body, node, index):
+        dt = _common_dtype(node)
+        a, b = _operands(body, node, index, 2, dt)
+        return body.tmp(f"({a} {op} {b})", torch.bool, _block(body, node, index))
+    return rule
+
+
+def logical(fmt: str, count: int):
+    def rule(body, node, index):
+        ops = _operands(body, node, index, count, torch.bool)
+        return body.tmp(fmt.format(*ops), torch.bool, _block(body, node, index))
+    return rule
+
+
+def where(body, node, index):
+    dt = _out_dtype(node)
+    cond = body.cast(body.arg(node, node.args[0], index), torch.bool).code
+    a, b = (body.cast(body.arg(node, x, index), dt).code for x in node.args[1:3])
+    return body.tmp(f"tl.where({cond}, {a}, {b})", dt, _block(body, node, index))
+
+
+def clamp(body, node, index):
+    dt = _out_dtype(node)
+    x = body.cast(body.arg(node, node.args[0], index), dt).code
+    lo = _get(node, 1, "min")
+    hi = _get(node, 2, "max")
+    if node.target is aten.clamp_max.default:
+        lo, hi = None, node.args[1]
+    if lo is not None:
+        lo_v = body.cast(body.arg(node, lo, index), dt).code
+        x = body.tmp(f"tl.where({x} < {lo_v}, {lo_v}, {x})", dt, _block(body, node, index)).code
+    if hi is not None:
+        hi_v = body.cast(body.arg(node, hi, index), dt).code
+        x = body.tmp(f"tl.where({x} > {hi_v}, {hi_v}, {x})", dt, _block(body, node, index)).code
+    return Value(x, dt, _block(body, node, index))
+
+
+def to_copy(body, node, index):
+    """_to_copy / convert_element_type: a dtype cast, rounding through fp16/bf16."""
+    src = body.arg(node, node.args[0], index)
+    dtype = node_type(node).dtype
+    v = body.cast(src, dtype)
+    if dtype in (torch.float16, torch.bfloat16) and v.dtype is not None:
+        v = body.tmp(f"{v.code}.to({TL_DTYPES[dtype]}).to(tl.float32)", torch.float32, v.block)
+    return v
+
+
+def full(body, node, index):
+    """full / scalar_tensor: a constant of the node's dtype."""
+    fill = node.args[1] if node.target is aten.full.default else node.args[0]
+    v = body.value(fill, ())
+    return body.cast(v, node_type(node).dtype) if v.dtype is not None else \
+        body.tmp(f"tl.full([], {v.code}, {TL_DTYPES[_out_dtype(node)]})", _out_dtype(node), False)
+
+
+def pow_scalar(body, node, index):
+    """pow.Tensor_Scalar: small integer and half exponents exactly, others through exp2/log2."""
+    dt = _out_dtype(node)
+    x = body.cast(body.arg(node, node.args[0], index), dt).code
+    e = node.args[1]
+    if isinstance(e, fx.Node):
+        raise Unsupported("pow.Tensor_Scalar with a symbolic exponent")
+    exact = {0: "({0} * 0 + 1)", 1: "{0}", 2: "({0} * {0})", 3: "({0} * {0} * {0})",
+             4: "({0} * {0} * {0} * {0})", -1: "(1.0 / {0})", -2: "(1.0 / ({0} * {0}))",
+             0.5: "tl.sqrt({0})", -0.5: "tl.rsqrt({0})"}
+    if e in exact:
+        return body.tmp(exact[e].format(x), dt, _block(body, node, index))
+    if not dt.is_floating_point:
+        raise Unsupported(f"pow.Tensor_Scalar of integers with exponent {e}")
+    if float(e).is_integer():  # a negative base with an integer exponent keeps its sign
+        sign = f"tl.where(({x} < 0) & {bool(int(e) % 2)}, -1.0, 1.0)"
+        return body.tmp(f"{sign} * tl.exp2({float(e)!r} * tl.log2(tl.abs({x})))", dt, _block(body, node, index))
+    return body.tmp(f"tl.exp2({float(e)!r} * tl.log2({x}))", dt, _block(body, node, index))
+
+
+def gelu(body, node, index):
+    dt = _out_dtype(node)
+    x = body.cast(body.arg(node, node.args[0], index), dt).code
+    blk = _block(body, node, index)
+    if node.kwargs.get("approximate", "none") == "tanh":
+        inner = body.tmp(f"0.7978845608028654 * ({x} + 0.044715 * {x} * {x} * {x})", dt, blk).code
+        return body.tmp(f"0.5 * {x} * (1.0 + {_TANH.format(inner)})", dt, blk)
+    return body.tmp(f"0.5 * {x} * (1.0 + tl.erf({x} * {1 / math.sqrt(2)!r}))", dt, blk)
+
+
+def leaky_relu(body, node, index):
+    dt = _out_dtype(node)
+    x = body.cast(body.arg(node, node.args[0], index), dt).code
+    slope = body.value(_get(node, 1, "negative_slope", 0.01), ()).code
+    return body.tmp(f"tl.where({x} > 0, {x}, {x} * {slope})", dt, _block(body, node, index))
+
+
+def copy(body, node, index):
+    """aten.copy(dst, src): src broadcast to dst's shape, in dst's dtype."""
+    return body.cast(body.arg(node, node.args[1], index), node_type(node).dtype)
+
+
+# tanh from exp of a non-positive argument (no overflow); no libdevice in the interpreter.
+_TANH = "(tl.where({0} >= 0, 1.0, -1.0) * (1.0 - tl.exp(-2.0 * tl.abs({0}))) / (1.0 + tl.exp(-2.0 * tl.abs({0}))))"
+_MAX = "tl.where(({0} > {1}) | ({0} != {0}), {0}, {1})"
+_MIN = "tl.where(({0} < {1}) | ({0} != {0}), {0}, {1})"
+
+POINTWISE = {
+    aten.add.Tensor: with_alpha("({0} + {1})"), aten.add.Scalar: with_alpha("({0} + {1})"),
+    aten.sub.Tensor: with_alpha("({0} - {1})"), aten.sub.Scalar: with_alpha("({0} - {1})"),
+    aten.rsub.Scalar: with_alpha("({1} - {0})"), aten.rsub.Tensor: with_alpha("({1} - {0})"),
+    aten.mul.Tensor: arith("({0} * {1})", 2), aten.mul.Scalar: arith("({0} * {1})", 2),
+    aten.div.Tensor: floating("({0} / {1})", 2), aten.div.Scalar: floating("({0} / {1})", 2),
+    aten.remainder.Tensor: floating("({0} - tl.floor({0} / {1}) * {1})", 2),
+    aten.remainder.Scalar: floating("({0} - tl.floor({0} / {1}) * {1})", 2),
+    aten.fmod.Tensor: floating("({0} - {1} * tl.where({0} / {1} < 0, tl.ceil({0} / {1}), tl.floor({0} / {1})))", 2),
+    aten.neg.default: arith("(-{0})", 1),
+    aten.abs.default: arith("tl.abs({0})", 1),
+    aten.exp.default: floating("tl.exp({0})"), aten.exp2.default: floating("tl.exp2({0})"),
+    aten.expm1.default: floating("(tl.exp({0}) - 1.0)"),
+    aten.log.default: floating("tl.log({0})"), aten.log2.default: floating("tl.log2({0})"),
+    aten.log1p.default: floating("tl.log(1.0 + {0})"),
+    aten.sqrt.default: floating("tl.sqrt({0})"), aten.rsqrt.default: floating("tl.rsqrt({0})"),
+    aten.sin.default: floating("tl.sin({0})"), aten.cos.default: floating("tl.cos({0})"),
+    aten.erf.default: floating("tl.erf({0})"),
+    aten.reciprocal.default: floating("(1.0 / {0})"),
+    aten.floor.default: arith("tl.floor({0})", 1), aten.ceil.default: arith("tl.ceil({0})", 1),
+    aten.trunc.default: floating("tl.where({0} < 0, tl.ceil({0}), tl.floor({0}))"),
+    aten.sign.default: arith("tl.where({0} > 0, 1, tl.where({0} < 0, -1, 0)).to({0}.dtype)", 1),
+    aten.relu.default: arith("tl.where({0} < 0, 0, {0})", 1),
+    aten.sigmoid.default: floating("tl.sigmoid({0})"),
+    aten.tanh.default: floating(_TANH),
+    aten.silu.default: floating("({0} * tl.sigmoid({0}))"),
+    aten.gelu.default: gelu,
+    aten.leaky_relu.default: leaky_relu,
+    aten.pow.Tensor_Scalar: pow_scalar,
+    aten.pow.Tensor_Tensor: floating("tl.exp2({1} * tl.log2({0}))", 2),
+    aten.maximum.default: arith(_MAX, 2), aten.minimum.default: arith(_MIN, 2),
+    aten.where.self: where,
+    aten.clamp.default: clamp, aten.clamp.Tensor: clamp, aten.clamp_min.default: clamp,
+    aten.clamp_max.default: clamp,
+    aten.eq.Tensor: compare("=="), aten.eq.Scalar: compare("=="),
+    aten.ne.Tensor: compare("!="), aten.ne.Scalar: compare("!="),
+    aten.lt.Tensor: compare("<"), aten.lt.Scalar: compare("<"),
+    aten.le.Tensor: compare("<="), aten.le.Scalar: compare("<="),
+    aten.gt.Tensor: compare(">"), aten.gt.Scalar: compare(">"),
+    aten.ge.Tensor: compare(">="), aten.ge.Scalar: compare(">="),
+    aten.logical_not.default: logical("({0} == 0)", 1),
+    aten.logical_and.default: logical("({0} & {1})", 2),
+    aten.logical_or.default: logical("({0} | {1})", 2),
+    aten.logical_xor.default: logical("({0} ^ {1})", 2),
+    aten.bitwise_not.default: arith("(~{0})", 1),
+    aten.bitwise_and.Tensor: arith("({0} & {1})", 2), aten.bitwise_or.Tensor: arith("({0} | {1})", 2),
+    aten.bitwise_xor.Tensor: arith("({0} ^ {1})", 2),
+    aten._to_copy.default: to_copy, aten.clone.default: to_copy,
+    aten.full.default: full, aten.scalar_tensor.default: full,
+    aten.copy.default: copy,
+}
+
+
+def _isnan(body, node, index):
+    x = body.arg(node, node.args[0], index).code
+    return body.tmp(f"({x} != {x})", torch.bool, _block(body, node, index))
+
+
+def _isinf(body, node, index):
+    x = body.arg(node, node.args[0], index).code
+    return body.tmp(f"(tl.abs({x}) == float(\"inf\"))", torch.bool, _block(body, node, index))
+
+
+POINTWISE[aten.isnan.default] = _isnan
+POINTWISE[aten.isinf.default] = _isinf
+if hasattr(torch.ops.prims, "convert_element_type"):
+    POINTWISE[torch.ops.prims.convert_element_type.default] = to_copy

@@ -1,0 +1,305 @@
+"""The reduction template: rows of XBLOCK per program, each row looped over in RBLOCK steps.
+
+All reductions of a kernel read the same input shape F and reduce the same dims D (inner or
+outer: a row is whatever D spans, read at its strides). Composite reductions split into
+accumulators: mean and var two-pass (mean first, then squared deviations), softmax and
+log_softmax (max, then the sum of exp), layer norm (mean, variance). An accumulator that needs
+another's result runs in a later loop; each loop computes all accumulators of its level.
+Row-shaped outputs are stored after the loops; F-shaped ones in a last loop.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy
+import torch
+
+from fastc.ir import node_type
+
+from ..errors import Unsupported
+from .indexing import as_expr, is_one, numel, ravel, same_size, split, symbol
+from .spec import KernelSpec, assemble, output_slots
+from .values import TL_DTYPES, KernelBody, Value, compute_dtype
+
+aten = torch.ops.aten
+REDUCTIONS = {
+    aten.sum.dim_IntList, aten.sum.default, aten.mean.dim, aten.mean.default, aten.amax.default,
+    aten.amin.default, aten.var.correction, aten.var_mean.correction, aten._softmax.default,
+    aten._log_softmax.default, aten.native_layer_norm.default,
+}
+
+
+def has_reduction(kernel) -> bool:
+    return any(n.target in REDUCTIONS for n in kernel.nodes)
+
+
+@dataclass(eq=False)
+class Acc:
+    op: str                       # "sum", "max" or "min"
+    value: object                 # () -> Value: the accumulated operand at the full index
+    dtype: torch.dtype
+    deps: set = field(default_factory=set)
+    level: int = 0
+    name: str = ""                # the row result variable, once its loop has run
+
+
+def _get(node, pos, name, default=None):
+    return node.args[pos] if len(node.args) > pos else node.kwargs.get(name, default)
+
+
+def reduced(node) -> tuple[tuple, tuple[int, ...]]:
+    """(input shape, reduced dims) of reduction `node`."""
+    shape = node_type(node.args[0]).shape
+    rank, t = len(shape), node.target
+    if t in (aten._softmax.default, aten._log_softmax.default):
+        dims = [node.args[1]]
+    elif t is aten.native_layer_norm.default:
+        dims = list(range(rank - len(node.args[1]), rank))
+    elif t in (aten.sum.default, aten.mean.default):
+        dims = None
+    else:
+        dims = _get(node, 1, "dim")
+    if not dims:
+        dims = list(range(rank))
+    return tuple(shape), tuple(sorted(d + rank if d < 0 else d for d in dims))
+
+
+class ReductionLowering:
+    def __init__(self, kernel):
+        self.kernel = kernel
+        self.body = body = KernelBody(kernel, "reduction")
+        self.reductions = [n for n in kernel.nodes if n.target in REDUCTIONS]
+        self.shape, self.dims = reduced(self.reductions[0])
+        for n in self.reductions[1:]:
+            if reduced(n) != (self.shape, self.dims) and not self._same(reduced(n)):
+                raise Unsupported(f"{n.target} reduces {list(reduced(n)[0])} over {list(reduced(n)[1])}, "
+                                  f"another reduction of the kernel {list(self.shape)} over {list(self.dims)}")
+        F, D = self.shape, self.dims
+        self.row_shape = [F[d] for d in range(len(F)) if d not in D]
+        self.red_shape = [F[d] for d in D]
+        self.K = numel(self.red_shape)
+        self.xindex, self.rindex = symbol("xindex"), symbol("rindex")
+        body.masks[self.xindex], body.masks[self.rindex] = "xmask", "rmask"
+        self.xdims = self._dims("x", self.xindex, self.row_shape, "xmask")
+        self.rdims = self._dims("r", self.rindex, self.red_shape, "rmask")
+        rows, red = iter(body.unravel(self.xindex, self.row_shape)), iter(body.unravel(self.rindex, self.red_shape))
+        self.full = tuple(next(red) if d in D else next(rows) for d in range(len(F)))
+        self.accs: list[Acc] = []
+        self.node_accs: dict = {}
+        for n in self.reductions:
+            self._setup(n)
+
+    def _same(self, other) -> bool:
+        shape, dims = other
+        return dims == self.dims and len(shape) == len(self.shape) and all(
+            same_size(a, b) for a, b in zip(shape, self.shape))
+
+    def _dims(self, prefix, flat, shape, mask):
+        names = []
+        for d, size in enumerate(shape):
+            if not is_one(size):
+                names.append(symbol(f"{prefix}{d}"))
+                self.body.masks[names[-1]] = mask
+        self.body.unravel.register(flat, shape, tuple(names))
+        return names
+
+    # --- reading results ------------------------------------------------------------------
+    def row_ok(self, index, keepdim: bool) -> bool:
+        """Is `index` (into a reduction result) the current row?"""
+        if keepdim:
+            want = tuple(sympy.Integer(0) if d in self.dims else self.full[d] for d in range(len(self.shape)))
+        else:
+            want = tuple(self.full[d] for d in range(len(self.shape)) if d not in self.dims)
+        return len(index) == len(want) and all(sympy.simplify(a - b) == 0 for a, b in zip(index, want))
+
+    def full_ok(self, index) -> bool:
+        return len(index) == len(self.full) and all(
+            d in self.dims or sympy.simplify(index[d] - self.full[d]) == 0 for d in range(len(self.full)))
+
+    def _row(self, node, make, keepdim):
+        def fn(index):
+            if not self.row_ok(index, keepdim):
+                raise Unsupported(f"{node.target} result read at another row ({index})")
+            return make()
+        return fn
+
+    def _at_row(self, node, make):
+        def fn(index):
+            if not self.full_ok(index):
+                raise Unsupported(f"{node.target} result read at another row ({index})")
+            return make(index)
+        return fn
+
+    def result(self, acc: Acc) -> Value:
+        if not acc.name:
+            raise Unsupported("a reduction result read before its loop (cycle inside the kernel)")
+        return Value(acc.name, acc.dtype, True)
+
+    # --- accumulators per reduction op ----------------------------------------------------
+    def _acc(self, op, value, dtype, deps=()):
+        acc = Acc(op, value, dtype, set(deps))
+        self.accs.append(acc)
+        return acc
+
+    def _setup(self, node):
+        b, x, t = self.body, node.args[0], node.target
+        out_dtype = node_type(node).dtype if t not in (aten.var_mean.correction, aten.native_layer_norm.default) \
+            else node_type(x).dtype
+        cdt = compute_dtype(out_dtype)
+        xval = lambda index=None: b.value(x, self.full if index is None else index)
+        deps = self._upstream(x)
+        K = b.code(self.K)
+        keepdim = bool(_get(node, 2, "keepdim", False))
+        if t in (aten.sum.dim_IntList, aten.sum.default, aten.mean.dim, aten.mean.default):
+            acc = self._acc("sum", lambda: b.cast(xval(), cdt), cdt, deps)
+            mean = t in (aten.mean.dim, aten.mean.default)
+            make = (lambda: b.tmp(f"{acc.name} / {K}", cdt)) if mean else (lambda: self.result(acc))
+            b.specials[(node, None)] = self._row(node, make, keepdim)
+        elif t in (aten.amax.default, aten.amin.default):
+            acc = self._acc("max" if t is aten.amax.default else "min", lambda: b.cast(xval(), cdt), cdt, deps)
+            b.specials[(node, None)] = self._row(node, lambda: self.result(acc), keepdim)
+        elif t in (aten.var.correction, aten.var_mean.correction):
+            keepdim = bool(node.kwargs.get("keepdim", False))
+            correction = node.kwargs.get("correction", 1)
+            correction = 1 if correction is None else correction
+            mean, var = self._moments(x, cdt, deps, correction)
+            if t is aten.var.correction:
+                b.specials[(node, None)] = self._row(node, var, keepdim)
+            else:
+                b.specials[(node, 0)] = self._row(node, var, keepdim)
+                b.specials[(node, 1)] = self._row(node, mean, keepdim)
+        elif t in (aten._softmax.default, aten._log_softmax.default):
+            cdt = compute_dtype(node_type(node).dtype)
+            mx = self._acc("max", lambda: b.cast(xval(), cdt), cdt, deps)
+            shifted = lambda index=None: b.tmp(f"{b.cast(xval(index), cdt).code} - {self.result(mx).code}", cdt)
+            total = self._acc("sum", lambda: b.tmp(f"tl.exp({shifted().code})", cdt), cdt, deps | {mx})
+            if t is aten._softmax.default:
+                make = lambda index: b.tmp(f"tl.exp({shifted(index).code}) / {self.result(total).code}", cdt)
+            else:
+                make = lambda index: b.tmp(f"{shifted(index).code} - tl.log({self.result(total).code})", cdt)
+            b.specials[(node, None)] = self._at_row(node, make)
+        elif t is aten.native_layer_norm.default:
+            _, _, weight, bias, eps = node.args[:5]
+            mean, var = self._moments(x, cdt, deps, 0)
+            rstd = lambda: b.tmp(f"tl.rsqrt({var().code} + {eps!r})", cdt)
+            axis = len(self.shape) - len(node.args[1])
+
+            def normed(index):
+                y = b.tmp(f"({b.cast(xval(index), cdt).code} - {mean().code}) * {rstd().code}", cdt).code
+                if weight is not None:
+                    y = b.tmp(f"{y} * {b.cast(b.value(weight, index[axis:]), cdt).code}", cdt).code
+                if bias is not None:
+                    y = b.tmp(f"{y} + {b.cast(b.value(bias, index[axis:]), cdt).code}", cdt).code
+                return Value(y, cdt, True)
+            b.specials[(node, 0)] = self._at_row(node, normed)
+            b.specials[(node, 1)] = self._row(node, mean, True)
+            b.specials[(node, 2)] = self._row(node, rstd, True)
+        else:
+            raise Unsupported(f"{t} in a reduction kernel")
+        self.node_accs[node] = [a for a in self.accs if a not in sum(self.node_accs.values(), [])]
+
+    def _moments(self, x, cdt, deps, correction):
+        """Two-pass mean and variance of x over the row: (mean(), var()) value makers."""
+        b, K = self.body, self.body.code(self.K)
+        total = self._acc("sum", lambda: b.cast(b.value(x, self.full), cdt), cdt, deps)
+        mean = lambda: b.tmp(f"{self.result(total).code} / {K}", cdt)
+
+        def squared():
+            d = b.tmp(f"{b.cast(b.value(x, self.full), cdt).code} - {mean().code}", cdt).code
+            return b.tmp(f"{d} * {d}", cdt)
+        sq = self._acc("sum", squared, cdt, deps | {total})
+        divisor = b.code(sympy.Max(self.K - correction, 0)) if correction else K
+        var = lambda: b.tmp(f"{self.result(sq).code} / {divisor}", cdt)
+        return mean, var
+
+    def _upstream(self, node) -> set:
+        """Accumulators of the reductions `node` depends on inside the kernel."""
+        seen, stack, found = set(), [node], set()
+        while stack:
+            n = stack.pop()
+            if n in seen or n not in self.body.members:
+                continue
+            seen.add(n)
+            found |= set(self.node_accs.get(n, ()))
+            stack += n.all_input_nodes
+        return found
+
+    # --- emitting -------------------------------------------------------------------------
+    def emit(self) -> KernelSpec:
+        b = self.body
+        for acc in self.accs:
+            acc.level = 1 + max((d.level for d in acc.deps), default=-1)
+        self._define_dims(self.xdims, self.xindex, self.row_shape)
+        for level in sorted({a.level for a in self.accs}):
+            accs = [a for a in self.accs if a.level == level]
+            for a in accs:
+                a.name = b.fresh("acc")
+                b.line(f"{a.name} = tl.full([XBLOCK, RBLOCK], {self._init(a)}, {TL_DTYPES[a.dtype]})")
+            self._loop()
+            for a in accs:
+                v = b.cast(a.value(), a.dtype)
+                masked = f"tl.where(xmask & rmask, {v.code}, {self._init(a)})"
+                update = {"sum": f"{a.name} + {masked}", "max": f"tl.maximum({a.name}, {masked})",
+                          "min": f"tl.minimum({a.name}, {masked})"}[a.op]
+                b.line(f"{a.name} = {update}")
+            b.pop()
+            for a in accs:
+                fn = {"sum": "tl.sum", "max": "tl.max", "min": "tl.min"}[a.op]
+                b.line(f"{a.name} = {fn}({a.name}, 1)[:, None]")
+        slots, groups = output_slots(self.kernel)
+        rows, total = numel(self.row_shape), numel(self.shape)
+        row_slots = [(j, s) for j, s in enumerate(slots) if same_size(numel(s.type.shape), rows)]
+        full_slots = [(j, s) for j, s in enumerate(slots) if (j, s) not in row_slots]
+        for j, s in row_slots:
+            v = s.value(b, b.unravel(self.xindex, s.type.shape))
+            b.store(j, self.xindex, v, s.type.dtype, "xmask")
+        if full_slots:
+            self._loop()
+            for j, s in full_slots:
+                if not same_size(numel(s.type.shape), total):
+                    raise Unsupported(f"reduction kernel output of shape {list(s.type.shape)}: neither a row "
+                                      f"{list(self.row_shape)} nor the reduced shape {list(self.shape)}")
+                index, offset = self._full_index(s.type.shape)
+                b.store(j, offset, s.value(b, index), s.type.dtype, "xmask & rmask")
+            b.pop()
+        header = ["xoffset = tl.program_id(0).to(INDEX_DTYPE) * XBLOCK",
+                  "xindex = xoffset + tl.arange(0, XBLOCK)[:, None]",
+                  "xmask = xindex < xnumel",
+                  "rbase = tl.arange(0, RBLOCK)[None, :].to(INDEX_DTYPE)"]
+        return assemble(b, self.kernel, "reduction", header, slots, groups,
+                        {"xnumel": rows, "rnumel": self.K}, ["XBLOCK", "RBLOCK"])
+
+    def _full_index(self, shape):
+        real = lambda s: [as_expr(d) for d in s if not is_one(d)]
+        if len(real(shape)) == len(real(self.shape)) and all(
+                same_size(a, b) for a, b in zip(real(shape), real(self.shape))):
+            it = iter(e for e, d in zip(self.full, self.shape) if not is_one(d))
+            index = tuple(sympy.Integer(0) if is_one(d) else next(it) for d in shape)
+            return index, ravel(index, shape)
+        flat = ravel(self.full, self.shape)
+        return split(flat, shape), flat
+
+    def _init(self, acc) -> str:
+        if acc.op == "sum":
+            return "0"
+        if acc.dtype.is_floating_point:
+            return 'float("-inf")' if acc.op == "max" else 'float("inf")'
+        info = torch.iinfo(acc.dtype)
+        return str(info.min if acc.op == "max" else info.max)
+
+    def _loop(self):
+        b = self.body
+        b.line("for roffset in range(0, rnumel, RBLOCK):")
+        b.push()
+        b.line("rindex = roffset + rbase")
+        b.line("rmask = rindex < rnumel")
+        self._define_dims(self.rdims, self.rindex, self.red_shape)
+
+    def _define_dims(self, names, flat, shape):
+        exprs = [e for e, d in zip(split(flat, shape), shape) if not is_one(d)]
+        for name, e in zip(names, exprs):
+            self.body.line(f"{name} = {self.body.code(e)}")
+
+
+def lower_reduction(kernel) -> KernelSpec:
+    return ReductionLowering(kernel).emit()

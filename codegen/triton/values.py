@@ -1,0 +1,204 @@
+"""The kernel body: values of a kernel's nodes at index expressions, emitted as Triton lines.
+
+Every template (pointwise, reduction, matmul) defines its iteration symbols, then asks for
+`body.value(node, index)`: external inputs become masked loads at the strided offset of the
+index, views map the index to their input (views.py), pointwise ops apply the op table
+(pointwise_ops.py), and the template's own values (a reduction's result, a matmul's
+accumulator) are `specials`. Values are computed once per (node, index) and scope.
+"""
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass
+
+import sympy
+import torch
+import torch.fx as fx
+
+from fastc.ir import ScalarType, TensorType, node_type
+from fastc.ir.op_facts import VIEW_OPS
+
+from ..errors import Unsupported
+from .indexing import Index, Unravel, broadcast, is_one, symbol, to_code
+from .views import view_index
+
+TL_DTYPES = {
+    torch.float32: "tl.float32", torch.float16: "tl.float16", torch.bfloat16: "tl.bfloat16",
+    torch.float64: "tl.float64", torch.int64: "tl.int64", torch.int32: "tl.int32",
+    torch.int16: "tl.int16", torch.int8: "tl.int8", torch.uint8: "tl.uint8", torch.bool: "tl.int1",
+}
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype a value is computed in: fp16 and bf16 compute in fp32."""
+    if dtype not in TL_DTYPES:
+        raise Unsupported(f"dtype {dtype} in a generated kernel")
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+@dataclass(frozen=True)
+class Value:
+    code: str                  # a variable name, an expression or a Python literal
+    dtype: torch.dtype | None  # compute dtype; None for a Python literal
+    block: bool = True         # varies over the iteration block (else one scalar)
+
+
+def literal(x) -> Value:
+    if isinstance(x, bool):
+        return Value(str(x), None, False)
+    if isinstance(x, float):
+        if math.isnan(x) or math.isinf(x):
+            return Value(f'float("{x}")', None, False)
+        return Value(repr(x), None, False)
+    if isinstance(x, int):
+        return Value(str(x), None, False)
+    raise Unsupported(f"constant {x!r} of type {type(x).__name__}")
+
+
+class KernelBody:
+    def __init__(self, kernel, kind: str):
+        self.kernel, self.kind = kernel, kind
+        self.members = set(kernel.nodes)
+        self.lines: list[str] = []
+        self.indent = 1
+        self.scopes: list[dict] = [{}]
+        self.masks: dict[sympy.Symbol, str] = {}   # iteration symbol -> its mask variable
+        self.specials: dict = {}                   # (node, component or None) -> fn(index) -> Value
+        self.unravel = Unravel()
+        self.sizes: set[sympy.Symbol] = set()      # size symbols the body reads (kernel arguments)
+        self.strides: set[sympy.Symbol] = set()
+        self.count = 0
+        self.input_index = {n: i for i, n in enumerate(kernel.inputs)}
+
+    # --- emitting -------------------------------------------------------------------------
+    def line(self, text: str) -> None:
+        self.lines.append("    " * self.indent + text)
+
+    def fresh(self, prefix: str = "tmp") -> str:
+        self.count += 1
+        return f"{prefix}{self.count}"
+
+    def tmp(self, code: str, dtype, block: bool = True) -> Value:
+        cache = self.scopes[-1].setdefault("__exprs__", {})
+        for scope in reversed(self.scopes):
+            hit = scope.get("__exprs__", {}).get(code)
+            if hit is not None:
+                return hit
+        name = self.fresh()
+        self.line(f"{name} = {code}")
+        cache[code] = Value(name, dtype, block)
+        return cache[code]
+
+    def code(self, expr) -> str:
+        """Prints an index expression, noting the size symbols it reads."""
+        expr = sympy.sympify(expr)
+        for s in expr.free_symbols:
+            if s not in self.masks and s not in self.strides:
+                self.sizes.add(s)
+        return to_code(expr)
+
+    def push(self) -> None:
+        self.scopes.append({})
+        self.indent += 1
+
+    def pop(self) -> None:
+        self.scopes.pop()
+        self.indent -= 1
+
+    def mask_of(self, exprs) -> str | None:
+        symbols = set().union(*[sympy.sympify(e).free_symbols for e in exprs]) if exprs else set()
+        masks = sorted({self.masks[s] for s in symbols if s in self.masks})
+        return " & ".join(masks) if masks else None
+
+    def is_block(self, exprs) -> bool:
+        return any(s in self.masks for e in exprs for s in sympy.sympify(e).free_symbols)
+
+    # --- values ---------------------------------------------------------------------------
+    def value(self, node, index: Index) -> Value:
+        if not isinstance(node, fx.Node):
+            return literal(node)
+        index = tuple(sympy.sympify(i) for i in index)
+        key = (node, index)
+        for scope in reversed(self.scopes):
+            if key in scope:
+                return scope[key]
+        v = self._compute(node, index)
+        self.scopes[-1][key] = v
+        return v
+
+    def _compute(self, node: fx.Node, index: Index) -> Value:
+        if node not in self.members:
+            return self.load(node, index)
+        if (node, None) in self.specials:
+            return self.specials[(node, None)](index)
+        if node.target is operator.getitem:
+            base, i = node.args
+            if (base, i) in self.specials:
+                return self.specials[(base, i)](index)
+            raise Unsupported(f"getitem {i} of {base.target} in a {self.kind} kernel")
+        if node.target in VIEW_OPS:
+            return self.value(node.args[0], view_index(node, index))
+        from .pointwise_ops import POINTWISE
+        rule = POINTWISE.get(node.target)
+        if rule is None:
+            raise Unsupported(f"{node.target} in a {self.kind} kernel")
+        return rule(self, node, index)
+
+    def arg(self, node: fx.Node, a, index: Index) -> Value:
+        """Operand `a` of pointwise `node`, read at the broadcast of `node`'s index."""
+        if not isinstance(a, fx.Node):
+            return literal(a)
+        t = node_type(a)
+        if isinstance(t, TensorType):
+            return self.value(a, broadcast(index, node_type(node).shape, t.shape))
+        return self.value(a, ())
+
+    def load(self, node: fx.Node, index: Index) -> Value:
+        i = self.input_index[node]
+        t = node_type(node)
+        if isinstance(t, ScalarType):
+            return Value(f"in{i}", {"int": torch.int64, "float": torch.float32, "bool": torch.bool}[t.kind], False)
+        if not isinstance(t, TensorType):
+            raise Unsupported(f"input {node.name} of type {t}")
+        offset = sympy.Integer(0)
+        for d, (ix, size) in enumerate(zip(index, t.shape)):
+            if not is_one(size):
+                stride = symbol(f"in{i}_st{d}")
+                self.strides.add(stride)
+                offset += ix * stride
+        mask = self.mask_of(index)
+        ptr = f"in{i}_ptr" if offset == 0 else f"in{i}_ptr + {self.code(offset)}"
+        code = f"tl.load({ptr}, mask={mask}, other=0)" if mask else f"tl.load({ptr})"
+        dtype = compute_dtype(t.dtype)
+        if dtype != t.dtype:
+            code += f".to({TL_DTYPES[dtype]})"
+        return self.tmp(code, dtype, self.is_block(index))
+
+    def cast(self, v: Value, dtype: torch.dtype) -> Value:
+        """`v` as compute dtype `dtype` (a Python literal stays a literal)."""
+        dtype = compute_dtype(dtype)
+        if v.dtype is None:
+            if dtype is torch.bool:
+                return Value(f"({v.code} != 0)", None, False)
+            return v
+        if v.dtype == dtype:
+            return v
+        if dtype is torch.bool:
+            return self.tmp(f"({v.code} != 0)", dtype, v.block)
+        return self.tmp(f"{v.code}.to({TL_DTYPES[dtype]})", dtype, v.block)
+
+    def stored(self, v: Value, dtype: torch.dtype) -> str:
+        """Code for `v` converted to storage dtype `dtype`."""
+        if v.dtype is None:
+            return f"tl.full([], {v.code}, {TL_DTYPES[dtype]})"
+        if v.dtype == dtype:
+            return v.code
+        if dtype is torch.bool:
+            return f"({v.code} != 0)"
+        return f"{v.code}.to({TL_DTYPES[dtype]})"
+
+    def store(self, j: int, offset, v: Value, dtype: torch.dtype, mask: str | None) -> None:
+        ptr = f"out{j}_ptr + {self.code(offset)}"
+        m = f", mask={mask}" if mask else ""
+        self.line(f"tl.store({ptr}, {self.stored(v, dtype)}{m})")
