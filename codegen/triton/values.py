@@ -63,7 +63,7 @@ class KernelBody:
         self.lines: list[str] = []
         self.indent = 1
         self.scopes: list[dict] = [{}]
-        self.masks: dict[sympy.Symbol, str] = {}   # iteration symbol -> its mask variable
+        self.masks: dict[sympy.Symbol, str | None] = {}  # iteration symbol -> its mask variable
         self.specials: dict = {}                   # (node, component or None) -> fn(index) -> Value
         self.unravel = Unravel()
         self.sizes: set[sympy.Symbol] = set()      # size symbols the body reads (kernel arguments)
@@ -108,7 +108,7 @@ class KernelBody:
 
     def mask_of(self, exprs) -> str | None:
         symbols = set().union(*[sympy.sympify(e).free_symbols for e in exprs]) if exprs else set()
-        masks = sorted({self.masks[s] for s in symbols if s in self.masks})
+        masks = sorted({self.masks[s] for s in symbols if self.masks.get(s)})
         return " & ".join(masks) if masks else None
 
     def is_block(self, exprs) -> bool:
