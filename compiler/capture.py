@@ -53,13 +53,27 @@ def compile_graph(gm: fx.GraphModule, example_inputs: list, opts: Options):
     try:
         return aot_module_simplified(
             gm, example_inputs, fw_compiler=fw_compiler, bw_compiler=bw_compiler,
-            decompositions=core_aten_decompositions(), keep_inference_input_mutations=True)
+            decompositions=_decompositions(needs_grad), keep_inference_input_mutations=True)
     except Exception as e:
         if opts.on_error == "raise":
             raise
         log.warning("fastc: capture failed (%s: %s); running this graph eagerly", type(e).__name__, e)
         REPORTS.append(GraphReport(next(_graph_ids), "eager", fallback=f"capture failed: {e}"))
         return gm.forward
+
+
+# Decompositions that give wrong gradients when autograd differentiates through them (torch
+# 2.13): the CPU flash-attention decomposition's backward differs from eager's by O(10) on a
+# causal attention block. With gradients required these ops stay whole (their own backward op).
+_WRONG_UNDER_AUTOGRAD = (torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default,)
+
+
+def _decompositions(needs_grad: bool) -> dict:
+    table = core_aten_decompositions()
+    if needs_grad:
+        for op in _WRONG_UNDER_AUTOGRAD:
+            table.pop(op, None)
+    return table
 
 
 def _setup_torch_logs():
