@@ -250,3 +250,28 @@ POINTWISE[aten.isnan.default] = _isnan
 POINTWISE[aten.isinf.default] = _isinf
 if hasattr(torch.ops.prims, "convert_element_type"):
     POINTWISE[torch.ops.prims.convert_element_type.default] = to_copy
+
+
+def _round(body, node, index):
+    """Round half to even (torch.round), from floor."""
+    dt = _out_dtype(node)
+    x = body.cast(body.arg(node, node.args[0], index), dt).code
+    blk = _block(body, node, index)
+    r = body.tmp(f"tl.floor({x} + 0.5)", dt, blk).code
+    return body.tmp(f"tl.where(({r} - {x} == 0.5) & ({r} - 2.0 * tl.floor({r} * 0.5) != 0), {r} - 1.0, {r})", dt, blk)
+
+
+def _fill_like(value):
+    def rule(body, node, index):
+        fill = node.args[1] if value is None else value
+        dt = _out_dtype(node)
+        return body.tmp(f"tl.full([], {body.value(fill, ()).code}, {TL_DTYPES[dt]})", dt, False)
+    return rule
+
+
+POINTWISE.update({
+    aten.round.default: _round,
+    aten.hardtanh.default: clamp,
+    aten.zeros_like.default: _fill_like(0), aten.ones_like.default: _fill_like(1),
+    aten.full_like.default: _fill_like(None),
+})

@@ -1,0 +1,55 @@
+"""Helpers for tests/codegen: trace a function to ATen, mark its ops as planned kernels by hand
+(until the planning pass runs in these tests), run the planned graph, compare with eager."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from torch.fx.experimental.proxy_tensor import make_fx
+
+NEEDS_INTERPRETER = pytest.mark.skipif(
+    os.environ.get("TRITON_INTERPRET") != "1",
+    reason="generated Triton kernels run in Triton's interpreter on CPU: run pytest with TRITON_INTERPRET=1 "
+           "(scripts/test.sh does)")
+
+TOLERANCES = {torch.float32: (1e-5, 1e-5), torch.float16: (2e-2, 2e-2), torch.bfloat16: (5e-2, 5e-2)}
+
+
+def trace(fn, *args, symbolic=False):
+    return make_fx(fn, tracing_mode="symbolic" if symbolic else "real")(*args)
+
+
+def mark(gm, kind, select=None, kernel=0):
+    """Marks the call_function nodes (those `select(node)` accepts) as one kernel of `kind`."""
+    for n in gm.graph.nodes:
+        if n.op == "call_function" and (select is None or select(n)):
+            n.meta.update(kernel=kernel, kernel_kind=kind)
+    return gm
+
+
+def compile_fn(fn, args, kind, select=None, symbolic=False):
+    from fastc.codegen.wrapper import compile_planned
+    gm = mark(trace(fn, *args, symbolic=symbolic), kind, select)
+    return compile_planned(gm, "triton-interpret")
+
+
+def assert_close(actual, expected, dtype=torch.float32):
+    atol, rtol = TOLERANCES.get(dtype, (1e-5, 1e-5))
+    flat_a = actual if isinstance(actual, (tuple, list)) else (actual,)
+    flat_e = expected if isinstance(expected, (tuple, list)) else (expected,)
+    assert len(flat_a) == len(flat_e)
+    for a, e in zip(flat_a, flat_e):
+        if isinstance(e, (tuple, list)):
+            assert_close(a, e, dtype)
+            continue
+        assert a.shape == e.shape and a.dtype == e.dtype, (a.shape, e.shape, a.dtype, e.dtype)
+        torch.testing.assert_close(a, e, atol=atol, rtol=rtol, equal_nan=True)
+
+
+def check(fn, args, kind, select=None, dtype=torch.float32, generated=1, symbolic=False):
+    """Compiles `fn` with its ops planned as one kernel, runs it, compares with eager; returns info."""
+    run, info = compile_fn(fn, args, kind, select, symbolic)
+    assert len(info.kernels) == generated, info.text()
+    assert_close(run(*args), fn(*args), dtype)
+    return run, info

@@ -1,0 +1,98 @@
+"""Reduction kernels against eager: inner and outer axes, rows longer than one block, composite
+reductions (softmax, log_softmax, layer norm, var_mean), fused producers and consumers."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from codegen_cases import NEEDS_INTERPRETER, assert_close, check, compile_fn, mark, trace
+
+pytestmark = NEEDS_INTERPRETER
+
+REDUCTIONS = {
+    "sum_inner": lambda x: x.sum(-1),
+    "sum_outer": lambda x: x.sum(0),
+    "sum_keepdim": lambda x: x.sum(1, keepdim=True),
+    "sum_all": lambda x: x.sum(),
+    "mean_inner": lambda x: x.mean(-1),
+    "mean_outer_keepdim": lambda x: x.mean(0, keepdim=True),
+    "amax_inner": lambda x: x.amax(-1),
+    "amin_outer": lambda x: x.amin(0),
+    "var_mean_inner": lambda x: torch.var_mean(x, dim=-1),
+    "var_outer_unbiased": lambda x: x.var(0),
+    "softmax": lambda x: torch.softmax(x, -1),
+    "softmax_outer": lambda x: torch.softmax(x, 0),
+    "log_softmax": lambda x: torch.log_softmax(x, -1),
+    "layer_norm": lambda x: F.layer_norm(x, x.shape[-1:]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REDUCTIONS))
+@pytest.mark.parametrize("shape", [(4, 7), (3, 70)], ids=str)
+def test_reductions_inner_and_outer(name, shape):
+    check(REDUCTIONS[name], (torch.randn(shape),), "reduction")
+
+
+@pytest.mark.parametrize("rblock", [2, 8, 64])
+def test_rows_longer_than_one_block(rblock):
+    """The same kernel, with rows looped over in blocks of RBLOCK (smaller than the row)."""
+    from fastc.codegen.schedule import Schedule
+    from fastc.codegen.triton import lower
+    from fastc.ir.kernel_plan import KernelPlan
+
+    def f(x, w, b):
+        y = torch.softmax(x * 0.5, -1)
+        ln, mean, rstd = torch.ops.aten.native_layer_norm(x, [x.shape[-1]], w, b, 1e-5)
+        return y, ln, mean, rstd, x.amax(-1)
+    x, w, b = torch.randn(5, 100), torch.randn(100), torch.randn(100)
+    gm = mark(trace(f, x, w, b), "reduction")
+    (kernel,) = KernelPlan.of(gm).kernels
+    outs = lower(kernel, gm).run(*[{"x_1": x, "w_1": w, "b_1": b}[n.name] for n in kernel.inputs],
+                                  schedule=Schedule(XBLOCK=2, RBLOCK=rblock))
+    by_name = dict(zip([n.name for n in kernel.outputs], outs))
+    eager = f(x, w, b)
+    torch.testing.assert_close(by_name["_softmax"], eager[0])
+    ln = by_name.get("native_layer_norm") or tuple(by_name[f"getitem{s}"] for s in ("", "_1", "_2"))
+    assert_close(tuple(ln), eager[1:4])
+    torch.testing.assert_close(by_name["amax"], eager[4])
+
+
+def test_layer_norm_three_outputs_with_weight_and_bias():
+    def f(x, w, b):
+        return torch.ops.aten.native_layer_norm(x, [6], w, b, 1e-5)
+    check(f, (torch.randn(2, 3, 6), torch.randn(6), torch.randn(6)), "reduction")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_half_precision_inputs(dtype):
+    def f(x):
+        return torch.softmax(x, -1), x.sum(-1), F.layer_norm(x, (24,))
+    check(f, (torch.randn(3, 24, dtype=dtype),), "reduction", dtype=dtype)
+
+
+def test_fused_producers_and_consumers():
+    def f(x, y):
+        h = torch.relu(x + y)                      # producer
+        m = h.mean(-1, keepdim=True)
+        v = ((h - m) ** 2).mean(-1, keepdim=True)  # reduction of a consumer of a reduction
+        return (h - m) * torch.rsqrt(v + 1e-5) * 2.0, torch.sigmoid(m)
+    run, info = check(f, (torch.randn(6, 33), torch.randn(33)), "reduction")
+    assert next(iter(info.sources.values())).count("@triton.jit") == 1
+
+
+def test_reduction_of_a_transposed_input_and_a_view():
+    def f(x):
+        return x.t().sum(-1), x.reshape(2, 3, 5).amax(-1)
+    check(f, (torch.randn(6, 5),), "reduction", select=lambda n: n.name in ("t", "sum_1"))
+
+
+def test_integer_sum_accumulates_in_int64():
+    x = torch.randint(-100, 100, (4, 9), dtype=torch.int32)
+    check(lambda x: x.sum(-1), (x,), "reduction")
+
+
+def test_dynamic_rows_and_row_length():
+    f = REDUCTIONS["softmax"]
+    run, info = check(f, (torch.randn(4, 7),), "reduction", symbolic=True)
+    for shape in [(3, 17), (9, 130)]:
+        x = torch.randn(shape)
+        torch.testing.assert_close(run(x)[0] if isinstance(run(x), (tuple, list)) else run(x), f(x))
