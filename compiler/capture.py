@@ -24,6 +24,7 @@ from torch._subclasses.fake_tensor import unset_fake_temporarily
 
 from .debug_dump import DebugDump
 from .ir.constants import add_constant
+from .ir.types import TensorType, node_type
 from .options import Options
 from .pass_manager import run_pipeline
 from .report import REPORTS, GraphReport, count_ops, op_histogram, record_plan
@@ -146,20 +147,21 @@ def _compile_real(gm: fx.GraphModule, kind: str, opts: Options, frozen: list[int
         verify_inputs = [real_inputs[i] for i in keep] if opts.verify and real_inputs else None
         run_pipeline(gm, opts, report, dump, verify_inputs)
         dump.constants(gm)
+        runner = _generate_code(gm, opts, report, dump)
     except Exception as e:
         if opts.on_error == "raise":
             raise
         log.warning("fastc: %s graph %d failed in the pipeline (%s: %s); running it as captured",
                     kind, report.graph_id, type(e).__name__, e)
         report.fallback = f"{type(e).__name__}: {e}"
-        gm, frozen = captured, []
+        gm, frozen, runner = captured, [], None
     report.nodes_final = count_ops(gm)
     report.ops_final = op_histogram(gm)
     record_plan(report, gm)
     report.compile_ms = (time.perf_counter() - start) * 1e3
     dump.text("report.json", report.json())
     log.info("%s", report.text())
-    return _boxed(gm, frozen)
+    return _boxed(gm, frozen, runner)
 
 
 def _copy(gm: fx.GraphModule) -> fx.GraphModule:
@@ -167,10 +169,35 @@ def _copy(gm: fx.GraphModule) -> fx.GraphModule:
     return fx.GraphModule(gm, copy.deepcopy(gm.graph))
 
 
-def _boxed(gm: fx.GraphModule, frozen: list[int]):
+def _target(gm: fx.GraphModule, opts: Options) -> str:
+    if opts.target != "auto":
+        return opts.target
+    for n in gm.graph.nodes:
+        t = node_type(n)
+        if isinstance(t, TensorType) and t.device.startswith("cuda"):
+            return "triton"
+    return "aten"
+
+
+def _generate_code(gm: fx.GraphModule, opts: Options, report: GraphReport, dump: DebugDump):
+    """A runner of generated kernels for the planned graph, or None to run its ATen ops."""
+    target = _target(gm, opts)
+    report.target = target
+    if target == "aten":
+        return None
+    from fastc.codegen.wrapper import compile_planned
+    runner, info = compile_planned(gm, target)
+    report.generated_kernels = list(info.kernels)
+    report.aten_kernels = [f"{name}: {reason}" for name, reason in info.fallbacks]
+    for name, source in info.sources.items():
+        dump.text(f"kernel_{name}.py", source)
+    return runner
+
+
+def _boxed(gm: fx.GraphModule, frozen: list[int], runner=None):
     """aot_autograd's boxed calling convention: one list of all inputs, frozen ones dropped."""
     frozen_set = set(frozen)
-    forward = gm.forward
+    forward = runner if runner is not None else gm.forward
 
     if frozen_set:
         def run(args):

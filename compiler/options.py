@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, field
 
 MODES = ("default", "max-autotune", "max-autotune-no-cudagraphs", "reduce-overhead")
+TARGETS = ("auto", "aten", "triton", "triton-interpret")
 ON_ERROR = ("fallback", "raise")
 
 
@@ -27,6 +28,10 @@ class Options:
     #: What to do when a fastc stage fails on a graph: run the graph as captured ("fallback",
     #: with a warning) or raise. FASTC_ON_ERROR sets the default.
     on_error: str = "fallback"
+    #: What runs the optimised graph: "aten" (each op an ATen call), "triton" (generated Triton
+    #: kernels, CUDA), "triton-interpret" (generated Triton through Triton's interpreter on CPU:
+    #: for testing, slow), or "auto" (triton for CUDA graphs, aten otherwise).
+    target: str = "auto"
     #: Compilation mode, from torch.compile's `mode` ("max-autotune" measures candidate schedules
     #: once schedules exist).
     mode: str = "default"
@@ -61,6 +66,10 @@ def make_options(options: dict | None = None, mode: str | None = None) -> Option
             if not isinstance(options[key], bool):
                 raise _fail(key, options[key], "True or False")
             kwargs[key] = options[key]
+    target = options.get("target", "auto")
+    if target not in TARGETS:
+        raise _fail("target", target, ", ".join(TARGETS))
+    kwargs["target"] = target
     on_error = options.get("on_error", os.environ.get("FASTC_ON_ERROR", "fallback"))
     if on_error not in ON_ERROR:
         raise _fail("on_error", on_error, ", ".join(ON_ERROR))

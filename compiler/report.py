@@ -29,7 +29,10 @@ class GraphReport:
     ops_final: dict[str, int] = field(default_factory=dict)
     compile_ms: float = 0.0
     fallback: str | None = None    # why the graph runs as captured, if it does
+    target: str = "aten"
     kernels: list[str] = field(default_factory=list)   # the kernel plan, one line per kernel
+    generated_kernels: list[str] = field(default_factory=list)  # kernels that run generated code
+    aten_kernels: list[str] = field(default_factory=list)       # planned kernels run as ATen: why
     bytes_fused: int | str = 0     # bytes the planned kernels read and write ...
     bytes_unfused: int | str = 0   # ... and what the same ops move one by one
 
@@ -47,6 +50,10 @@ class GraphReport:
             lines.append(f"  kernel plan: {len(self.kernels)} kernels moving {fused} B; "
                          f"the same ops one by one move {unfused} B")
             lines += [f"    {k}" for k in self.kernels]
+        if self.target != "aten":
+            lines.append(f"  target {self.target}: {len(self.generated_kernels)} generated kernels, "
+                         f"{len(self.aten_kernels)} planned kernels run as ATen")
+            lines += [f"    ATen: {k}" for k in self.aten_kernels]
         return "\n".join(lines)
 
     def json(self) -> str:
