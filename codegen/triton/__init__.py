@@ -6,6 +6,8 @@ launch data, spec.py), cached on disk by kernel text; launcher.py runs it.
 """
 from __future__ import annotations
 
+import os
+
 from ..cache import load_spec, spec_key, store_spec
 from ..errors import Unsupported
 from .kernel_text import kernel_text
@@ -20,6 +22,8 @@ def lower(kernel, gm=None, *, options: dict | None = None, use_cache: bool = Tru
 
     Raises Unsupported (naming the op) when the kernel cannot be lowered."""
     options = dict(options or {})
+    if not options.get("target"):
+        options["target"] = "triton-interpret" if os.environ.get("TRITON_INTERPRET") == "1" else "triton"
     text = kernel_text(kernel)
     key = spec_key(text, options) if use_cache else None
     cached = load_spec(key) if key else None
@@ -28,18 +32,18 @@ def lower(kernel, gm=None, *, options: dict | None = None, use_cache: bool = Tru
             return GeneratedKernel(KernelSpec.from_json(cached))
         except (TypeError, ValueError, KeyError, SyntaxError):
             pass  # a well-formed but stale entry: rebuild it
-    spec = lower_spec(kernel)
+    spec = lower_spec(kernel, options)
     if key:
         store_spec(key, spec.to_json())
     return GeneratedKernel(spec)
 
 
-def lower_spec(kernel) -> KernelSpec:
+def lower_spec(kernel, options: dict | None = None) -> KernelSpec:
     from .matmul import lower_matmul
     from .pointwise import lower_pointwise
     from .reduction import has_reduction, lower_reduction
     if kernel.kind == "matmul":
-        return lower_matmul(kernel)
+        return lower_matmul(kernel, interpret=(options or {}).get("target") == "triton-interpret")
     if kernel.kind == "reduction" or has_reduction(kernel):
         if not has_reduction(kernel):
             return lower_pointwise(kernel)

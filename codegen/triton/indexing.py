@@ -41,7 +41,14 @@ def contiguous_strides(shape) -> list[sympy.Expr]:
 
 
 def ravel(index: Index, shape) -> sympy.Expr:
-    """The row-major flat position of `index` in `shape`."""
+    """The row-major flat position of `index` in `shape` (`flat` itself when `index` is
+    `split(flat, shape)`, which sympy would not simplify back)."""
+    index = tuple(as_expr(i) for i in index)
+    for i in index:
+        if isinstance(i, (FloorDiv, ModularIndexing)):
+            if split(i.args[0], shape) == index:
+                return i.args[0]
+            break
     return sum((i * s for i, s, d in zip(index, contiguous_strides(shape), shape) if not is_one(d)),
                sympy.Integer(0))
 

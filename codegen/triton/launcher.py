@@ -34,8 +34,7 @@ class GeneratedKernel:
         per kernel output (a tuple of tensors for a tuple-valued output)."""
         spec = self.spec
         self._check(inputs)
-        env = {name: (int(inputs[i].shape[d]) if d is not None else int(inputs[i]))
-               for name, i, d in spec.bindings}
+        env = self._bind(inputs)
         ev = lambda code: int(eval(self._host[code], {"__builtins__": {"max": max, "min": min}}, env))
         device = next((x.device for x in inputs if isinstance(x, torch.Tensor)), torch.device("cpu"))
         outs = [torch.empty([ev(c) for c in o["shape"]], dtype=dtype_of(o["dtype"]), device=device)
@@ -63,6 +62,15 @@ class GeneratedKernel:
             *args, **schedule.constexprs(spec.kind), INDEX_DTYPE=tl.int64 if wide else tl.int32,
             num_warps=schedule.num_warps, num_stages=schedule.num_stages)
         return result
+
+    def _bind(self, inputs) -> dict[str, int]:
+        env: dict[str, int] = {}
+        for name, i, d in self.spec.bindings:
+            value = int(inputs[i].shape[d]) if d is not None else int(inputs[i])
+            if env.setdefault(name, value) != value:
+                raise ValueError(f"{self.name}: size {name} is {env[name]} in one input and {value} in "
+                                 f"input {i}; the kernel was generated for equal sizes")
+        return env
 
     def _check(self, inputs) -> None:
         if len(inputs) != len(self.spec.inputs):

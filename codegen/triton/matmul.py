@@ -8,20 +8,22 @@ must have as many elements as the matmul result.
 """
 from __future__ import annotations
 
+import sympy
 import torch
 
 from fastc.ir import node_type
 
 from ..errors import Unsupported
-from .indexing import numel, ravel, same_size, split, symbol
+from .indexing import is_one, numel, ravel, same_size, symbol
 from .spec import KernelSpec, assemble, output_slots
 from .values import TL_DTYPES, KernelBody, Value
+from .views import reshape_index
 
 aten = torch.ops.aten
 MATMULS = (aten.mm.default, aten.addmm.default, aten.bmm.default)
 
 
-def lower_matmul(kernel) -> KernelSpec:
+def lower_matmul(kernel, interpret: bool = False) -> KernelSpec:
     mms = [n for n in kernel.nodes if n.target in MATMULS]
     if len(mms) != 1:
         raise Unsupported(f"matmul kernel with {len(mms)} matmuls (needs exactly one mm/addmm/bmm)")
@@ -46,7 +48,8 @@ def lower_matmul(kernel) -> KernelSpec:
     body.line("kb = koffset + tl.arange(0, BLOCK_K)[:, None]")
     body.line("kamask = ka < K")
     body.line("kbmask = kb < K")
-    dot_dtype = TL_DTYPES[out_dtype]
+    # Triton's interpreter multiplies bf16 wrongly: there, bf16 operands go in as (exact) fp32.
+    dot_dtype = TL_DTYPES[torch.float32 if interpret and out_dtype is torch.bfloat16 else out_dtype]
     av = body.value(a, lead + (m, ka))
     bv = body.value(b, lead + (kb, n))
     body.line(f"a = tl.where(mmask & kamask, {av.code}, 0.0).to({dot_dtype})")
@@ -58,8 +61,11 @@ def lower_matmul(kernel) -> KernelSpec:
     out_index = lead + (m, n)
     alpha, beta = mm.kwargs.get("alpha", 1), mm.kwargs.get("beta", 1)
 
+    mm_shape = node_type(mm).shape
+    expected = tuple(sympy.Integer(0) if is_one(d) else i for i, d in zip(out_index, mm_shape))
+
     def result(index):
-        if tuple(index) != out_index:
+        if tuple(index) != expected:
             raise Unsupported(f"{mm.target} result read at another index ({index})")
         if mm.target is not aten.addmm.default:
             return Value("acc", torch.float32, True)
@@ -70,13 +76,11 @@ def lower_matmul(kernel) -> KernelSpec:
     body.specials[(mm, None)] = result
 
     slots, groups = output_slots(kernel)
-    mm_shape = node_type(mm).shape
     flat = ravel(out_index, mm_shape)
     for j, s in enumerate(slots):
         if not same_size(numel(s.type.shape), numel(mm_shape)):
             raise Unsupported(f"matmul kernel output of shape {list(s.type.shape)}, not {list(mm_shape)}")
-        index = out_index if len(s.type.shape) == len(mm_shape) and all(
-            same_size(x, y) for x, y in zip(s.type.shape, mm_shape)) else split(flat, s.type.shape)
+        index = reshape_index(out_index, mm_shape, s.type.shape)
         body.store(j, flat, s.value(body, index), s.type.dtype, "mmask & nmask")
     header = ["pid_m = tl.program_id(0).to(INDEX_DTYPE)",
               "pid_n = tl.program_id(1).to(INDEX_DTYPE)",

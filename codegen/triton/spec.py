@@ -73,20 +73,21 @@ def output_slots(kernel) -> tuple[list[Slot], list[str]]:
     return slots, groups
 
 
-def bindings(kernel) -> dict[str, list]:
-    """Where each size symbol's value comes from at run time: a dim of an input, or an int input."""
+def bindings(kernel) -> dict[str, list[list]]:
+    """Where each size symbol's value comes from at run time: every dim of an input, or int input,
+    that holds it (the launcher checks that they agree)."""
     found: dict[str, list] = {}
     for i, node in enumerate(kernel.inputs):
         t = node_type(node)
         if isinstance(t, TensorType):
             for d, size in enumerate(t.shape):
                 if isinstance(size, sympy.Symbol):
-                    found.setdefault(size.name, [size.name, i, d])
+                    found.setdefault(size.name, []).append([size.name, i, d])
         elif isinstance(t, ScalarType) and t.kind == "int":
             val = node.meta.get("val")
             expr = val.node.expr if isinstance(val, torch.SymInt) else sympy.Symbol(node.name)
             if isinstance(expr, sympy.Symbol):
-                found.setdefault(expr.name, [expr.name, i, None])
+                found.setdefault(expr.name, []).append([expr.name, i, None])
     return found
 
 
@@ -133,7 +134,7 @@ def assemble(body, kernel, kind: str, header: list[str], slots, groups, sizes: d
     source = (HEADER + "\n\n@triton.jit\n" + f"def {fn}({signature}):\n"
               + "\n".join("    " + h for h in header) + "\n" + "\n".join(body.lines) + "\n")
     return KernelSpec(fn, kind, source, params, outputs, groups,
-                      [bound[s] for s in sorted(needed)],
+                      [b for s in sorted(needed) for b in bound[s]],
                       {k: to_code(v, host=True) for k, v in sizes.items()}, inputs)
 
 

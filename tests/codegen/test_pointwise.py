@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from codegen_cases import NEEDS_INTERPRETER, check, compile_fn, trace, mark
+from codegen_cases import NEEDS_INTERPRETER, QUIET_INTERPRETER, check, compile_fn, trace, mark
 
-pytestmark = NEEDS_INTERPRETER
+pytestmark = [NEEDS_INTERPRETER, QUIET_INTERPRETER]
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
 

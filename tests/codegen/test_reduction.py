@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from codegen_cases import NEEDS_INTERPRETER, assert_close, check, compile_fn, mark, trace
+from codegen_cases import NEEDS_INTERPRETER, QUIET_INTERPRETER, assert_close, check, compile_fn, mark, trace
 
-pytestmark = NEEDS_INTERPRETER
+pytestmark = [NEEDS_INTERPRETER, QUIET_INTERPRETER]
 
 REDUCTIONS = {
     "sum_inner": lambda x: x.sum(-1),
