@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import operator
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
@@ -31,6 +32,7 @@ class GraphReport:
     fallback: str | None = None    # why the graph runs as captured, if it does
     target: str = "aten"
     kernels: list[str] = field(default_factory=list)   # the kernel plan, one line per kernel
+    unplanned_ops: int = 0         # ops outside kernels that do work (not views or getitem)
     generated_kernels: list[str] = field(default_factory=list)  # kernels that run generated code
     aten_kernels: list[str] = field(default_factory=list)       # planned kernels run as ATen: why
     bytes_fused: int | str = 0     # bytes the planned kernels read and write ...
@@ -67,6 +69,9 @@ def record_plan(report: GraphReport, gm: fx.GraphModule):
     from .ir.kernel_plan import KernelPlan
     plan = KernelPlan.of(gm)
     report.kernels = [k.text() for k in plan.kernels]
+    from .ir.op_facts import VIEW_OPS
+    report.unplanned_ops = sum(1 for n in gm.graph.nodes if n.op == "call_function" and "kernel" not in n.meta
+                               and n.target not in VIEW_OPS and n.target is not operator.getitem)
     fused = sum((k.bytes_read() + k.bytes_written() for k in plan.kernels), 0)
     unfused = sum((k.unfused_bytes() for k in plan.kernels), 0)
     report.bytes_fused = fused if isinstance(fused, int) else str(fused)

@@ -1,0 +1,128 @@
+"""Eager, Inductor and fastc side by side on the model set; writes a markdown table.
+
+    python bench/compare_backends.py [--models cnn gpt digits-cnn ...] [--out docs/benchmarks/x.md]
+
+Per model: compile time (first call), steady-state time per call (medians of interleaved runs, so
+that all backends see the same machine load; ratios are against eager in the same run), kernel
+counts (fastc: planned kernels plus ATen calls outside them; Inductor: generated kernels), and
+the bytes fastc's kernels move against the same ops run one by one. On a CUDA machine the same
+script times the GPU path (fastc target "triton"); results name the machine.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from fastc import demo_models, machine
+from fastc.report import REPORTS
+
+
+def _models(names, device):
+    for name in names:
+        if name in demo_models.MODELS:
+            model, inputs = demo_models.build(name, batch=8)
+        else:
+            from fastc.reference import catalog
+            model = catalog.load(name).eval()
+            inputs = (catalog.get(name).calibration(model, 8),)
+        yield name, model.to(device), tuple(x.to(device) for x in inputs)
+
+
+def _time(fn, inputs, device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn(*inputs)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) * 1e3
+
+
+def _fastc_counts(reports):
+    kernels = sum(len(r.kernels) for r in reports)
+    aten = sum(r.unplanned_ops for r in reports)
+    fused = sum(r.bytes_fused for r in reports if isinstance(r.bytes_fused, int))
+    unfused = sum(r.bytes_unfused for r in reports if isinstance(r.bytes_unfused, int))
+    return kernels, aten, fused, unfused
+
+
+def run(names, runs: int, device: str, with_inductor: bool):
+    rows = []
+    for name, model, inputs in _models(names, device):
+        print(f"== {name}", flush=True)
+        with torch.no_grad():
+            expected = model(*inputs)
+            backends = {"eager": model}
+            compile_s, counts = {}, {}
+            for backend in (["inductor"] if with_inductor else []) + ["fastc"]:
+                torch._dynamo.reset()
+                if backend == "inductor":
+                    from torch._inductor import metrics
+                    metrics.reset()
+                    fn = torch.compile(model)
+                else:
+                    first = len(REPORTS)
+                    fn = torch.compile(model, backend="fastc")
+                start = time.perf_counter()
+                out = fn(*inputs)
+                compile_s[backend] = time.perf_counter() - start
+                err = (out - expected).abs().max().item()
+                print(f"   {backend}: compiled in {compile_s[backend]:.1f} s, max error {err:.1e}", flush=True)
+                if backend == "inductor":
+                    counts[backend] = metrics.generated_kernel_count
+                else:
+                    counts[backend] = _fastc_counts(REPORTS[first:])
+                backends[backend] = fn
+            times = {b: [] for b in backends}
+            for fn in backends.values():
+                fn(*inputs)
+            for _ in range(runs):
+                for b, fn in backends.items():
+                    times[b].append(_time(fn, inputs, device))
+        med = {b: statistics.median(t) for b, t in times.items()}
+        rows.append((name, med, compile_s, counts))
+    return rows
+
+
+def table(rows, runs, device, with_inductor) -> str:
+    head = ["model", "eager ms"]
+    if with_inductor:
+        head += ["inductor ms", "inductor / eager", "inductor compile s", "inductor kernels"]
+    head += ["fastc ms", "fastc / eager", "fastc compile s", "fastc kernels + ATen calls",
+             "fastc bytes moved (ops one by one)"]
+    lines = [f"Machine: {machine.describe()}; device {device}; median of {runs} interleaved runs; "
+             "ratios are time / eager time in the same run (below 1 is faster).", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, med, compile_s, counts in rows:
+        kernels, aten, fused, unfused = counts["fastc"]
+        cells = [name, f"{med['eager']:.2f}"]
+        if with_inductor:
+            cells += [f"{med['inductor']:.2f}", f"{med['inductor'] / med['eager']:.2f}",
+                      f"{compile_s['inductor']:.1f}", str(counts["inductor"])]
+        cells += [f"{med['fastc']:.2f}", f"{med['fastc'] / med['eager']:.2f}", f"{compile_s['fastc']:.1f}",
+                  f"{kernels} + {aten}", f"{fused:,} ({unfused:,})"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["cnn", "gpt", "digits-cnn", "digits-vit", "char-lm"])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--no-inductor", action="store_true")
+    parser.add_argument("--out", help="write the table to this markdown file too")
+    args = parser.parse_args()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    rows = run(args.models, args.runs, device, not args.no_inductor)
+    text = table(rows, args.runs, device, not args.no_inductor)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write("# eager vs Inductor vs fastc\n\nWritten by `bench/compare_backends.py`.\n\n" + text)
+
+
+if __name__ == "__main__":
+    main()
