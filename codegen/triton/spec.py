@@ -131,8 +131,11 @@ def assemble(body, kernel, kind: str, header: list[str], slots, groups, sizes: d
         params.append(["size", to_code(expr, host=True)]); names.append(name)
     signature = ", ".join(names + [f"{c}: tl.constexpr" for c in constexprs + ["INDEX_DTYPE"]])
     fn = kernel.name
+    legend = [f"# in{i}: %{n.name} {node_type(n)}" for i, n in enumerate(kernel.inputs)]
+    legend += [f"# out{j}: %{s.node.name}{'' if s.component is None else f'[{s.component}]'} {s.type}"
+               for j, s in enumerate(slots)]
     source = (HEADER + "\n\n@triton.jit\n" + f"def {fn}({signature}):\n"
-              + "\n".join("    " + h for h in header) + "\n" + "\n".join(body.lines) + "\n")
+              + "\n".join("    " + h for h in legend + header) + "\n" + "\n".join(body.lines) + "\n")
     return KernelSpec(fn, kind, source, params, outputs, groups,
                       [b for s in sorted(needed) for b in bound[s]],
                       {k: to_code(v, host=True) for k, v in sizes.items()}, inputs)

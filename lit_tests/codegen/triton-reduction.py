@@ -1,0 +1,44 @@
+# RUN: %PYTHON %s | filecheck %s
+# A planned softmax over the last axis as Triton source: a max loop, a sum-of-exp loop that reads
+# the max, and a last loop that writes the normalised row; then run against eager with rows
+# longer than one block.
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")
+os.environ["FASTC_CACHE_DIR"] = "off"
+
+import torch
+
+from fastc.codegen.schedule import Schedule
+from fastc.codegen.triton import lower
+from fastc.ir import parse_graph
+from fastc.ir.kernel_plan import KernelPlan
+
+gm = parse_graph("""
+graph @softmax(%x: f32[3, 50]) {
+  %s: f32[3, 50] = aten.mul.Tensor(%x, 0.5) {kernel = 0, kind = "reduction"}
+  %y: f32[3, 50] = aten._softmax.default(%s, -1, false) {kernel = 0, kind = "reduction"}
+  return (%y,)
+}""")
+(kernel,) = KernelPlan.of(gm).kernels
+generated = lower(kernel, gm)
+print(generated.source)
+x = torch.randn(3, 50)
+(out,) = generated.run(x, schedule=Schedule(XBLOCK=2, RBLOCK=16))
+print("matches eager:", torch.allclose(out, torch.softmax(x * 0.5, -1), atol=1e-6))
+
+# CHECK: def k0_reduction(in0_ptr, out0_ptr, in0_st0, in0_st1, xnumel, rnumel, XBLOCK: tl.constexpr, RBLOCK: tl.constexpr, INDEX_DTYPE: tl.constexpr):
+# CHECK: xindex = xoffset + tl.arange(0, XBLOCK)[:, None]
+# CHECK: [[MAX:acc[0-9]+]] = tl.full([XBLOCK, RBLOCK], float("-inf"), tl.float32)
+# CHECK: for roffset in range(0, rnumel, RBLOCK):
+# CHECK: [[MAX]] = tl.maximum([[MAX]], tl.where(xmask & rmask,
+# CHECK: [[MAX]] = tl.max([[MAX]], 1)[:, None]
+# CHECK: [[SUM:acc[0-9]+]] = tl.full([XBLOCK, RBLOCK], 0, tl.float32)
+# CHECK: for roffset in range(0, rnumel, RBLOCK):
+# CHECK: - [[MAX]]
+# CHECK: [[SUM]] = [[SUM]] + tl.where(xmask & rmask,
+# CHECK: [[SUM]] = tl.sum([[SUM]], 1)[:, None]
+# CHECK: for roffset in range(0, rnumel, RBLOCK):
+# CHECK: / [[SUM]]
+# CHECK: tl.store(out0_ptr + {{.*}}, mask=xmask & rmask)
+# CHECK: matches eager: True
