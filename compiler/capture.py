@@ -158,6 +158,8 @@ def _compile_real(gm: fx.GraphModule, kind: str, opts: Options, frozen: list[int
     report.nodes_final = count_ops(gm)
     report.ops_final = op_histogram(gm)
     record_plan(report, gm)
+    if report.kernels:
+        dump.text("kernel_plan.txt", "\n".join(report.kernels) + "\n")
     report.compile_ms = (time.perf_counter() - start) * 1e3
     dump.text("report.json", report.json())
     log.info("%s", report.text())

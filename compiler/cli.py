@@ -20,9 +20,11 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(func=_demo)
 
     explain = sub.add_parser("explain", help="what fastc does to a bundled model or an .fx file")
-    explain.add_argument("target", nargs="?", default="cnn",
+    explain.add_argument("model", nargs="?", default="cnn",
                          help="a bundled model name (" + ", ".join(_demo_models()) + ") or an .fx file")
     explain.add_argument("--graph", action="store_true", help="also print each final graph")
+    explain.add_argument("--target", default="auto", choices=("auto", "aten", "triton", "triton-interpret"),
+                         help="what runs the kernels (triton-interpret needs TRITON_INTERPRET=1)")
     explain.set_defaults(func=_explain)
 
     opt = sub.add_parser("opt", help="run passes over a graph in text form and print the result")
@@ -143,7 +145,7 @@ def _demo(args) -> int:
 
 def _explain(args) -> int:
     from .explain import explain
-    return explain(args.target, show_graph=args.graph)
+    return explain(args.model, show_graph=args.graph, codegen_target=args.target)
 
 
 if __name__ == "__main__":

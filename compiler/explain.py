@@ -12,14 +12,14 @@ from .options import make_options
 from .report import REPORTS, GraphReport, count_ops, op_histogram
 
 
-def explain(target: str, show_graph: bool = False) -> int:
+def explain(target: str, show_graph: bool = False, codegen_target: str = "auto") -> int:
     if target.endswith(".fx"):
         return _explain_file(target, show_graph)
     model, inputs = demo_models.build(target)
     torch._dynamo.reset()
     first = len(REPORTS)
     with tempfile.TemporaryDirectory() as dump, torch.no_grad():
-        torch.compile(model, backend="fastc", options={"debug_dir": dump})(*inputs)
+        torch.compile(model, backend="fastc", options={"debug_dir": dump, "target": codegen_target})(*inputs)
         for report in REPORTS[first:]:
             print(report.text())
             if show_graph:
