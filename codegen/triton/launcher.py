@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..cache import compile_source
+from ..errors import Unsupported
 from ..schedule import Schedule, heuristic_schedule
 from .spec import KernelSpec, dtype_of
 
@@ -41,8 +42,10 @@ class GeneratedKernel:
                 for o in spec.outputs]
         sizes = {k: ev(c) for k, c in spec.sizes.items()}
         result = self._group(outs)
-        if any(o.numel() == 0 for o in outs) or any(v == 0 for v in sizes.values()):
+        if any(o.numel() == 0 for o in outs):
             return result
+        if any(v == 0 for v in sizes.values()):
+            raise Unsupported(f"{self.name}: empty rows or operands (sizes {sizes})")
         import triton.language as tl
         schedule = schedule or heuristic_schedule(spec.kind, sizes)
         args = []

@@ -26,7 +26,10 @@ REDUCTIONS = {
     aten.sum.dim_IntList, aten.sum.default, aten.mean.dim, aten.mean.default, aten.amax.default,
     aten.amin.default, aten.var.correction, aten.var_mean.correction, aten._softmax.default,
     aten._log_softmax.default, aten.native_layer_norm.default,
+    aten.any.dim, aten.any.dims, aten.any.default, aten.all.dim, aten.all.dims, aten.all.default,
 }
+LOGICAL = {aten.any.dim: "max", aten.any.dims: "max", aten.any.default: "max",
+           aten.all.dim: "min", aten.all.dims: "min", aten.all.default: "min"}
 
 
 def has_reduction(kernel) -> bool:
@@ -41,6 +44,7 @@ class Acc:
     deps: set = field(default_factory=set)
     level: int = 0
     name: str = ""                # the row result variable, once its loop has run
+    init: str | None = None       # the identity, when not the op's own (any/all)
 
 
 def _get(node, pos, name, default=None):
@@ -55,8 +59,10 @@ def reduced(node) -> tuple[tuple, tuple[int, ...]]:
         dims = [node.args[1]]
     elif t is aten.native_layer_norm.default:
         dims = list(range(rank - len(node.args[1]), rank))
-    elif t in (aten.sum.default, aten.mean.default):
+    elif t in (aten.sum.default, aten.mean.default, aten.any.default, aten.all.default):
         dims = None
+    elif t in (aten.any.dim, aten.all.dim):
+        dims = [node.args[1]]
     else:
         dims = _get(node, 1, "dim")
     if not dims:
@@ -155,6 +161,10 @@ class ReductionLowering:
             mean = t in (aten.mean.dim, aten.mean.default)
             make = (lambda: b.tmp(f"{acc.name} / {K}", cdt)) if mean else (lambda: self.result(acc))
             b.specials[(node, None)] = self._row(node, make, keepdim)
+        elif t in LOGICAL:
+            acc = self._acc(LOGICAL[t], lambda: b.cast(b.cast(xval(), torch.bool), torch.int32), torch.int32, deps)
+            acc.init = "0" if LOGICAL[t] == "max" else "1"
+            b.specials[(node, None)] = self._row(node, lambda: b.tmp(f"({acc.name} != 0)", torch.bool), keepdim)
         elif t in (aten.amax.default, aten.amin.default):
             acc = self._acc("max" if t is aten.amax.default else "min", lambda: b.cast(xval(), cdt), cdt, deps)
             b.specials[(node, None)] = self._row(node, lambda: self.result(acc), keepdim)
@@ -280,6 +290,8 @@ class ReductionLowering:
         return split(flat, shape), flat
 
     def _init(self, acc) -> str:
+        if acc.init is not None:
+            return acc.init
         if acc.op == "sum":
             return "0"
         if acc.dtype.is_floating_point:

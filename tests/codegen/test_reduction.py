@@ -23,6 +23,8 @@ REDUCTIONS = {
     "softmax_outer": lambda x: torch.softmax(x, 0),
     "log_softmax": lambda x: torch.log_softmax(x, -1),
     "layer_norm": lambda x: F.layer_norm(x, x.shape[-1:]),
+    "any_inner": lambda x: (x > 1).any(-1),
+    "all_outer": lambda x: (x > -1.5).all(0),
 }
 
 

@@ -67,6 +67,16 @@ def test_kernel_failing_on_first_call_falls_back(monkeypatch):
     assert "simulated compile error" in info.fallbacks[0][1] and info.kernels == []
 
 
+def test_empty_rows_run_as_aten_for_that_call():
+    gm = mark(trace(lambda x: (x * 2).sum(-1), torch.randn(3, 5), symbolic=True), "reduction")
+    run, info = compile_planned(gm)
+    assert info.kernels == ["k0_reduction"]
+    assert_close(run(torch.randn(4, 0)), torch.zeros(4))
+    x = torch.randn(2, 7)
+    assert_close(run(x), (x * 2).sum(-1))
+    assert info.kernels == ["k0_reduction"]
+
+
 def test_parsed_graph_with_kernel_attributes():
     from fastc.ir import parse_graph
     gm = parse_graph("""
