@@ -31,6 +31,15 @@ def next_pow2(n: int) -> int:
     return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
 
 
+PERSISTENT_MAX = 1024
+
+
+def persistent_reduction(rnumel, limit: int = PERSISTENT_MAX) -> bool:
+    """Whether a reduction over rows of `rnumel` elements (an int, or None when only known at run
+    time) runs as one pass with the whole row in one block, rather than looping over the row."""
+    return isinstance(rnumel, int) and 0 < rnumel <= limit
+
+
 def heuristic_schedule(kernel, sizes: dict[str, int]) -> Schedule:
     """A schedule for `kernel` (a Kernel, a GeneratedKernel or a kind name) at `sizes`.
 

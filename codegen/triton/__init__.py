@@ -47,7 +47,7 @@ def lower_spec(kernel, options: dict | None = None) -> KernelSpec:
     if kernel.kind == "reduction" or has_reduction(kernel):
         if not has_reduction(kernel):
             return lower_pointwise(kernel)
-        return lower_reduction(kernel)
+        return lower_reduction(kernel, (options or {}).get("persistent_max"))
     if kernel.kind == "pointwise":
         return lower_pointwise(kernel)
     raise Unsupported(f"kernel kind {kernel.kind!r} (valid: pointwise, reduction, matmul)")

@@ -2,11 +2,13 @@
 a grid, and launch the compiled kernel."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from ..cache import compile_source
 from ..errors import Unsupported
-from ..schedule import Schedule, heuristic_schedule
+from ..schedule import Schedule, heuristic_schedule, next_pow2
 from .spec import KernelSpec, dtype_of
 
 INT32_LIMIT = 2**31 - 1
@@ -48,6 +50,9 @@ class GeneratedKernel:
             raise Unsupported(f"{self.name}: empty rows or operands (sizes {sizes})")
         import triton.language as tl
         schedule = schedule or heuristic_schedule(spec.kind, sizes)
+        for block, size in spec.covers.items():  # legality, whatever the schedule prefers
+            if getattr(schedule, block) < sizes[size]:
+                schedule = replace(schedule, **{block: next_pow2(sizes[size])})
         args = []
         for p in spec.params:
             if p[0] == "input":

@@ -17,6 +17,7 @@ import torch
 from fastc.ir import node_type
 
 from ..errors import Unsupported
+from ..schedule import PERSISTENT_MAX, persistent_reduction
 from .indexing import as_expr, is_one, numel, ravel, same_size, split, symbol
 from .spec import KernelSpec, assemble, output_slots
 from .values import TL_DTYPES, KernelBody, Value, compute_dtype
@@ -235,12 +236,26 @@ class ReductionLowering:
         return found
 
     # --- emitting -------------------------------------------------------------------------
-    def emit(self) -> KernelSpec:
+    def emit(self, persistent: bool = False) -> KernelSpec:
+        """Looped: one loop over the row per accumulator level, and a last one for full-shape
+        outputs. Persistent: the whole row is one block (the launcher makes RBLOCK cover it), so
+        every level and output is computed in one pass, each load done once."""
         b = self.body
         for acc in self.accs:
             acc.level = 1 + max((d.level for d in acc.deps), default=-1)
         self._define_dims(self.xdims, self.xindex, self.row_shape)
+        if persistent:
+            b.line("rindex = rbase")
+            b.line("rmask = rindex < rnumel")
+            self._define_dims(self.rdims, self.rindex, self.red_shape)
         for level in sorted({a.level for a in self.accs}):
+            if persistent:
+                for a in (a for a in self.accs if a.level == level):
+                    fn = {"sum": "tl.sum", "max": "tl.max", "min": "tl.min"}[a.op]
+                    v = b.cast(a.value(), a.dtype)
+                    a.name = b.tmp(f"{fn}(tl.where(xmask & rmask, {v.code}, {self._init(a)}), 1)[:, None]",
+                                   a.dtype).code
+                continue
             accs = [a for a in self.accs if a.level == level]
             for a in accs:
                 a.name = b.fresh("acc")
@@ -264,20 +279,23 @@ class ReductionLowering:
             v = s.value(b, b.unravel(self.xindex, s.type.shape))
             b.store(j, self.xindex, v, s.type.dtype, "xmask")
         if full_slots:
-            self._loop()
+            if not persistent:
+                self._loop()
             for j, s in full_slots:
                 if not same_size(numel(s.type.shape), total):
                     raise Unsupported(f"reduction kernel output of shape {list(s.type.shape)}: neither a row "
                                       f"{list(self.row_shape)} nor the reduced shape {list(self.shape)}")
                 index, offset = self._full_index(s.type.shape)
                 b.store(j, offset, s.value(b, index), s.type.dtype, "xmask & rmask")
-            b.pop()
+            if not persistent:
+                b.pop()
         header = ["xoffset = tl.program_id(0).to(INDEX_DTYPE) * XBLOCK",
                   "xindex = xoffset + tl.arange(0, XBLOCK)[:, None]",
                   "xmask = xindex < xnumel",
                   "rbase = tl.arange(0, RBLOCK)[None, :].to(INDEX_DTYPE)"]
         return assemble(b, self.kernel, "reduction", header, slots, groups,
-                        {"xnumel": rows, "rnumel": self.K}, ["XBLOCK", "RBLOCK"])
+                        {"xnumel": rows, "rnumel": self.K}, ["XBLOCK", "RBLOCK"],
+                        {"RBLOCK": "rnumel"} if persistent else None)
 
     def _full_index(self, shape):
         real = lambda s: [as_expr(d) for d in s if not is_one(d)]
@@ -313,5 +331,8 @@ class ReductionLowering:
             self.body.line(f"{name} = {self.body.code(e)}")
 
 
-def lower_reduction(kernel) -> KernelSpec:
-    return ReductionLowering(kernel).emit()
+def lower_reduction(kernel, persistent_max: int | None = None) -> KernelSpec:
+    lowering = ReductionLowering(kernel)
+    limit = PERSISTENT_MAX if persistent_max is None else persistent_max
+    static = int(lowering.K) if lowering.K.is_Integer else None
+    return lowering.emit(persistent=persistent_reduction(static, limit))

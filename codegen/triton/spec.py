@@ -33,6 +33,7 @@ class KernelSpec:
     bindings: list = field(default_factory=list)   # [symbol, input i, dim | None]
     sizes: dict = field(default_factory=dict)      # schedule sizes (xnumel, rnumel, M, ...) -> code
     inputs: list = field(default_factory=list)     # per input: {"kind": "tensor"|"scalar", "rank", "static": [int|None]}
+    covers: dict = field(default_factory=dict)     # block -> size it must cover (a persistent RBLOCK)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -91,7 +92,8 @@ def bindings(kernel) -> dict[str, list[list]]:
     return found
 
 
-def assemble(body, kernel, kind: str, header: list[str], slots, groups, sizes: dict, constexprs: list[str]) -> KernelSpec:
+def assemble(body, kernel, kind: str, header: list[str], slots, groups, sizes: dict, constexprs: list[str],
+             covers: dict | None = None) -> KernelSpec:
     """The spec of a template's kernel: signature, source and launch data."""
     params, names = [], []
     inputs = []
@@ -138,7 +140,7 @@ def assemble(body, kernel, kind: str, header: list[str], slots, groups, sizes: d
               + "\n".join("    " + h for h in legend + header) + "\n" + "\n".join(body.lines) + "\n")
     return KernelSpec(fn, kind, source, params, outputs, groups,
                       [b for s in sorted(needed) for b in bound[s]],
-                      {k: to_code(v, host=True) for k, v in sizes.items()}, inputs)
+                      {k: to_code(v, host=True) for k, v in sizes.items()}, inputs, dict(covers or {}))
 
 
 def dtype_of(name: str) -> torch.dtype:

@@ -21,11 +21,15 @@ graph @softmax(%x: f32[3, 50]) {
   return (%y,)
 }""")
 (kernel,) = KernelPlan.of(gm).kernels
-generated = lower(kernel, gm)
+generated = lower(kernel, gm, options={"persistent_max": 0})  # rows loop, whatever their length
 print(generated.source)
 x = torch.randn(3, 50)
 (out,) = generated.run(x, schedule=Schedule(XBLOCK=2, RBLOCK=16))
 print("matches eager:", torch.allclose(out, torch.softmax(x * 0.5, -1), atol=1e-6))
+persistent = lower(kernel, gm)  # a row of 50 fits one block: one pass, one load
+print(persistent.source)
+(out,) = persistent.run(x)
+print("persistent matches eager:", torch.allclose(out, torch.softmax(x * 0.5, -1), atol=1e-6))
 
 # CHECK: def k0_reduction(in0_ptr, out0_ptr, in0_st0, in0_st1, xnumel, rnumel, XBLOCK: tl.constexpr, RBLOCK: tl.constexpr, INDEX_DTYPE: tl.constexpr):
 # CHECK: xindex = xoffset + tl.arange(0, XBLOCK)[:, None]
@@ -42,3 +46,12 @@ print("matches eager:", torch.allclose(out, torch.softmax(x * 0.5, -1), atol=1e-
 # CHECK: / [[SUM]]
 # CHECK: tl.store(out0_ptr + {{.*}}, mask=xmask & rmask)
 # CHECK: matches eager: True
+# CHECK: def k0_reduction(
+# CHECK-NOT: for roffset
+# CHECK: rindex = rbase
+# CHECK: tl.load(
+# CHECK-NOT: tl.load(
+# CHECK: [[M:tmp[0-9]+]] = tl.max(tl.where(xmask & rmask, {{.*}}, float("-inf")), 1)[:, None]
+# CHECK: [[S:tmp[0-9]+]] = tl.sum(tl.where(xmask & rmask, {{.*}}, 0), 1)[:, None]
+# CHECK: tl.store(out0_ptr + {{.*}}, mask=xmask & rmask)
+# CHECK: persistent matches eager: True

@@ -34,9 +34,11 @@ def test_reductions_inner_and_outer(name, shape):
     check(REDUCTIONS[name], (torch.randn(shape),), "reduction")
 
 
+@pytest.mark.parametrize("persistent", [False, True], ids=["looped", "persistent"])
 @pytest.mark.parametrize("rblock", [2, 8, 64])
-def test_rows_longer_than_one_block(rblock):
-    """The same kernel, with rows looped over in blocks of RBLOCK (smaller than the row)."""
+def test_rows_longer_than_one_block(rblock, persistent):
+    """Looped: rows go through in blocks of RBLOCK (smaller than the row). Persistent: the
+    launcher widens RBLOCK to the whole row, whatever the schedule asks."""
     from fastc.codegen.schedule import Schedule
     from fastc.codegen.triton import lower
     from fastc.ir.kernel_plan import KernelPlan
@@ -48,7 +50,9 @@ def test_rows_longer_than_one_block(rblock):
     x, w, b = torch.randn(5, 100), torch.randn(100), torch.randn(100)
     gm = mark(trace(f, x, w, b), "reduction")
     (kernel,) = KernelPlan.of(gm).kernels
-    outs = lower(kernel, gm).run(*[{"x_1": x, "w_1": w, "b_1": b}[n.name] for n in kernel.inputs],
+    generated = lower(kernel, gm, options={"persistent_max": 1024 if persistent else 0})
+    assert ("for roffset" in generated.source) != persistent
+    outs = generated.run(*[{"x_1": x, "w_1": w, "b_1": b}[n.name] for n in kernel.inputs],
                                   schedule=Schedule(XBLOCK=2, RBLOCK=rblock))
     by_name = dict(zip([n.name for n in kernel.outputs], outs))
     eager = f(x, w, b)
@@ -85,6 +89,14 @@ def test_reduction_of_a_transposed_input_and_a_view():
     def f(x):
         return x.t().sum(-1), x.reshape(2, 3, 5).amax(-1)
     check(f, (torch.randn(6, 5),), "reduction", select=lambda n: n.name in ("t", "sum_1"))
+
+
+def test_persistent_reduction_loads_each_input_once():
+    def f(x):
+        return torch.softmax(x, -1), F.layer_norm(x, (16,)), x.sum(-1)
+    run, info = check(f, (torch.randn(5, 16),), "reduction")
+    (source,) = info.sources.values()
+    assert "for roffset" not in source and source.count("tl.load(") == 1
 
 
 def test_integer_sum_accumulates_in_int64():
