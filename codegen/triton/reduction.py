@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import sympy
 import torch
 
-from fastc.ir import node_type
+from fastc.ir import TensorType, node_type
 
 from ..errors import Unsupported
 from ..schedule import PERSISTENT_MAX, persistent_reduction
@@ -28,7 +28,11 @@ REDUCTIONS = {
     aten.amin.default, aten.var.correction, aten.var_mean.correction, aten._softmax.default,
     aten._log_softmax.default, aten.native_layer_norm.default,
     aten.any.dim, aten.any.dims, aten.any.default, aten.all.dim, aten.all.dims, aten.all.default,
+    aten.argmax.default, aten.argmin.default, aten.max.dim, aten.min.dim,
 }
+ARG = {aten.argmax.default: "argmax", aten.argmin.default: "argmin", aten.max.dim: "argmax",
+       aten.min.dim: "argmin"}
+BIG_INDEX = str(2**63 - 1)
 LOGICAL = {aten.any.dim: "max", aten.any.dims: "max", aten.any.default: "max",
            aten.all.dim: "min", aten.all.dims: "min", aten.all.default: "min"}
 
@@ -39,13 +43,14 @@ def has_reduction(kernel) -> bool:
 
 @dataclass(eq=False)
 class Acc:
-    op: str                       # "sum", "max" or "min"
+    op: str                       # "sum", "max", "min", "argmax" or "argmin"
     value: object                 # () -> Value: the accumulated operand at the full index
     dtype: torch.dtype
     deps: set = field(default_factory=set)
     level: int = 0
     name: str = ""                # the row result variable, once its loop has run
     init: str | None = None       # the identity, when not the op's own (any/all)
+    index: str = ""               # argmax/argmin: the row variable of the position (int64)
 
 
 def _get(node, pos, name, default=None):
@@ -62,8 +67,10 @@ def reduced(node) -> tuple[tuple, tuple[int, ...]]:
         dims = list(range(rank - len(node.args[1]), rank))
     elif t in (aten.sum.default, aten.mean.default, aten.any.default, aten.all.default):
         dims = None
-    elif t in (aten.any.dim, aten.all.dim):
+    elif t in (aten.any.dim, aten.all.dim, aten.max.dim, aten.min.dim):
         dims = [node.args[1]]
+    elif t in (aten.argmax.default, aten.argmin.default):
+        dims = None if _get(node, 1, "dim") is None else [_get(node, 1, "dim")]
     else:
         dims = _get(node, 1, "dim")
     if not dims:
@@ -150,8 +157,8 @@ class ReductionLowering:
 
     def _setup(self, node):
         b, x, t = self.body, node.args[0], node.target
-        out_dtype = node_type(node).dtype if t not in (aten.var_mean.correction, aten.native_layer_norm.default) \
-            else node_type(x).dtype
+        out = node_type(node)
+        out_dtype = out.dtype if isinstance(out, TensorType) else node_type(x).dtype
         cdt = compute_dtype(out_dtype)
         xval = lambda index=None: b.value(x, self.full if index is None else index)
         deps = self._upstream(x)
@@ -166,6 +173,15 @@ class ReductionLowering:
             acc = self._acc(LOGICAL[t], lambda: b.cast(b.cast(xval(), torch.bool), torch.int32), torch.int32, deps)
             acc.init = "0" if LOGICAL[t] == "max" else "1"
             b.specials[(node, None)] = self._row(node, lambda: b.tmp(f"({acc.name} != 0)", torch.bool), keepdim)
+        elif t in ARG:
+            vdt = compute_dtype(node_type(x).dtype)
+            acc = self._acc(ARG[t], lambda: b.cast(xval(), vdt), vdt, deps)
+            position = self._row(node, lambda: Value(acc.index, torch.int64, True), keepdim)
+            if t in (aten.max.dim, aten.min.dim):
+                b.specials[(node, 0)] = self._row(node, lambda: self.result(acc), keepdim)
+                b.specials[(node, 1)] = position
+            else:
+                b.specials[(node, None)] = position
         elif t in (aten.amax.default, aten.amin.default):
             acc = self._acc("max" if t is aten.amax.default else "min", lambda: b.cast(xval(), cdt), cdt, deps)
             b.specials[(node, None)] = self._row(node, lambda: self.result(acc), keepdim)
@@ -251,26 +267,42 @@ class ReductionLowering:
         for level in sorted({a.level for a in self.accs}):
             if persistent:
                 for a in (a for a in self.accs if a.level == level):
-                    fn = {"sum": "tl.sum", "max": "tl.max", "min": "tl.min"}[a.op]
                     v = b.cast(a.value(), a.dtype)
-                    a.name = b.tmp(f"{fn}(tl.where(xmask & rmask, {v.code}, {self._init(a)}), 1)[:, None]",
-                                   a.dtype).code
+                    masked = b.tmp(f"tl.where(xmask & rmask, {v.code}, {self._init(a)})", a.dtype).code
+                    a.name = b.tmp(f"{self._reduce(a)}({masked}, 1)[:, None]", a.dtype).code
+                    if a.op in ("argmax", "argmin"):
+                        a.index = b.tmp(f"tl.min(tl.where({masked} == {a.name}, rindex.to(tl.int64), "
+                                        f"{BIG_INDEX}), 1)[:, None]", torch.int64).code
                 continue
             accs = [a for a in self.accs if a.level == level]
             for a in accs:
                 a.name = b.fresh("acc")
                 b.line(f"{a.name} = tl.full([XBLOCK, RBLOCK], {self._init(a)}, {TL_DTYPES[a.dtype]})")
+                if a.op in ("argmax", "argmin"):
+                    a.index = a.name + "_index"
+                    b.line(f"{a.index} = tl.zeros([XBLOCK, RBLOCK], tl.int64)")
             self._loop()
             for a in accs:
                 v = b.cast(a.value(), a.dtype)
                 masked = f"tl.where(xmask & rmask, {v.code}, {self._init(a)})"
+                if a.op in ("argmax", "argmin"):  # strict: each lane keeps its first best position
+                    m = b.tmp(masked, a.dtype).code
+                    better = b.tmp(f"{m} {'>' if a.op == 'argmax' else '<'} {a.name}", torch.bool).code
+                    b.line(f"{a.index} = tl.where({better}, rindex.to(tl.int64), {a.index})")
+                    b.line(f"{a.name} = tl.where({better}, {m}, {a.name})")
+                    continue
                 update = {"sum": f"{a.name} + {masked}", "max": f"tl.maximum({a.name}, {masked})",
                           "min": f"tl.minimum({a.name}, {masked})"}[a.op]
                 b.line(f"{a.name} = {update}")
             b.pop()
             for a in accs:
-                fn = {"sum": "tl.sum", "max": "tl.max", "min": "tl.min"}[a.op]
-                b.line(f"{a.name} = {fn}({a.name}, 1)[:, None]")
+                if a.op in ("argmax", "argmin"):
+                    best = b.fresh("best")
+                    b.line(f"{best} = {self._reduce(a)}({a.name}, 1)[:, None]")
+                    b.line(f"{a.index} = tl.min(tl.where({a.name} == {best}, {a.index}, {BIG_INDEX}), 1)[:, None]")
+                    b.line(f"{a.name} = {best}")
+                else:
+                    b.line(f"{a.name} = {self._reduce(a)}({a.name}, 1)[:, None]")
         slots, groups = output_slots(self.kernel)
         rows, total = numel(self.row_shape), numel(self.shape)
         row_slots = [(j, s) for j, s in enumerate(slots) if same_size(numel(s.type.shape), rows)]
@@ -307,15 +339,22 @@ class ReductionLowering:
         flat = ravel(self.full, self.shape)
         return split(flat, shape), flat
 
+    @staticmethod
+    def _reduce(acc) -> str:
+        return {"sum": "tl.sum", "max": "tl.max", "min": "tl.min", "argmax": "tl.max", "argmin": "tl.min"}[acc.op]
+
     def _init(self, acc) -> str:
         if acc.init is not None:
             return acc.init
         if acc.op == "sum":
             return "0"
+        high = acc.op in ("max", "argmax")
         if acc.dtype.is_floating_point:
-            return 'float("-inf")' if acc.op == "max" else 'float("inf")'
+            return 'float("-inf")' if high else 'float("inf")'
+        if acc.dtype is torch.bool:
+            return "0" if high else "1"
         info = torch.iinfo(acc.dtype)
-        return str(info.min if acc.op == "max" else info.max)
+        return str(info.min if high else info.max)
 
     def _loop(self):
         b = self.body

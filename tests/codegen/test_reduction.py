@@ -25,6 +25,10 @@ REDUCTIONS = {
     "layer_norm": lambda x: F.layer_norm(x, x.shape[-1:]),
     "any_inner": lambda x: (x > 1).any(-1),
     "all_outer": lambda x: (x > -1.5).all(0),
+    "argmax_inner": lambda x: x.round().argmax(-1),
+    "argmin_outer": lambda x: x.round().argmin(0),
+    "argmax_all": lambda x: x.argmax(),
+    "max_dim": lambda x: x.round().max(-1),
 }
 
 
@@ -32,6 +36,19 @@ REDUCTIONS = {
 @pytest.mark.parametrize("shape", [(4, 7), (3, 70)], ids=str)
 def test_reductions_inner_and_outer(name, shape):
     check(REDUCTIONS[name], (torch.randn(shape),), "reduction")
+
+
+@pytest.mark.parametrize("name", ["argmax_inner", "argmin_outer", "max_dim", "var_mean_inner"])
+def test_looped_reductions(name):
+    from fastc.codegen.schedule import Schedule
+    from fastc.codegen.triton import lower
+    from fastc.ir.kernel_plan import KernelPlan
+    fn, x = REDUCTIONS[name], torch.randn(6, 37)
+    gm = mark(trace(fn, x), "reduction")
+    (kernel,) = KernelPlan.of(gm).kernels
+    g = lower(kernel, gm, options={"persistent_max": 0})
+    outs = g.run(x, schedule=Schedule(XBLOCK=4, RBLOCK=8))
+    assert_close(outs[0] if len(outs) == 1 else tuple(outs), fn(x))
 
 
 @pytest.mark.parametrize("persistent", [False, True], ids=["looped", "persistent"])
