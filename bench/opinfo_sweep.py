@@ -3,6 +3,7 @@
     python bench/opinfo_sweep.py                       # both backends, prints counts and the table
     python bench/opinfo_sweep.py --backends fastc --ops add,mul,cat
     python bench/opinfo_sweep.py --write-table         # rewrite tests/opinfo_expected_failures.py
+    python bench/opinfo_sweep.py --grad --write-table  # the gradient sweep: its "grad:" entries
 
 Each op's first CPU float32 sample runs eagerly and compiled, exactly as tests/test_opinfo.py
 does (the check lives there). The table's reasons are:
@@ -40,14 +41,14 @@ def short_error(e: BaseException, limit: int = 140) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def sweep(backend: str, ops: list) -> dict[str, dict]:
+def sweep(backend: str, ops: list, grad: bool = False) -> dict[str, dict]:
     """op key -> {"status": "pass"|"fail"|"skip", "error": str, "seconds": float}."""
     results = {}
     for op in ops:
         key = test_opinfo.op_key(op)
         start = time.perf_counter()
         try:
-            info = test_opinfo.check_op(op, backend)
+            info = test_opinfo.check_op(op, backend, grad=grad)
             results[key] = {"status": "pass", **info}
         except BaseException as e:  # pytest.skip raises a BaseException
             if isinstance(e, KeyboardInterrupt):
@@ -60,7 +61,8 @@ def sweep(backend: str, ops: list) -> dict[str, dict]:
     return results
 
 
-def table(results: dict[str, dict[str, dict]]) -> dict[str, str]:
+def table(results: dict[str, dict[str, dict]], prefix: str = "") -> dict[str, str]:
+    """Table entries (keys carry `prefix`: "grad:" for the gradient sweep) for fastc's failures."""
     entries = {}
     fastc = results.get("fastc", {})
     aot = results.get("aot_eager", {})
@@ -68,13 +70,18 @@ def table(results: dict[str, dict[str, dict]]) -> dict[str, str]:
         if r["status"] != "fail":
             continue
         if aot.get(key, {}).get("status") == "fail":
-            entries[key] = f"fails under aot_eager too: {aot[key]['error']}"
+            entries[prefix + key] = f"fails under aot_eager too: {aot[key]['error']}"
         else:
-            entries[key] = f"fastc bug: {r['error']}"
+            entries[prefix + key] = f"fastc bug: {r['error']}"
     return entries
 
 
-def write_table(entries: dict[str, str]):
+def write_table(entries: dict[str, str], prefix: str = ""):
+    """Rewrites the table: the entries of this sweep replace those with the same key prefix."""
+    from opinfo_expected_failures import EXPECTED_FAILURES
+    grad = test_opinfo.GRAD_PREFIX
+    kept = {k: v for k, v in EXPECTED_FAILURES.items() if k.startswith(grad) != (prefix == grad)}
+    entries = {**kept, **entries}
     head = TABLE.read_text().split("EXPECTED_FAILURES")[0] if TABLE.exists() else ""
     lines = [head + "EXPECTED_FAILURES: dict[str, str] = {"]
     for key in sorted(entries):
@@ -87,6 +94,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backends", default="aot_eager,fastc")
     parser.add_argument("--ops", default="", help="comma-separated op keys (default: all swept ops)")
+    parser.add_argument("--grad", action="store_true", help="sweep gradients (test_op_gradients_match_eager)")
     parser.add_argument("--json", help="write per-op results here")
     parser.add_argument("--load", action="append", default=[], help="merge results from earlier --json files")
     parser.add_argument("--write-table", action="store_true", help=f"rewrite {TABLE.relative_to(ROOT)}")
@@ -103,7 +111,7 @@ def main():
         results.update(json.loads(Path(path).read_text()))
     for backend in filter(None, args.backends.split(",")):
         start = time.perf_counter()
-        results[backend] = sweep(backend, ops)
+        results[backend] = sweep(backend, ops, grad=args.grad)
         print(f"{backend}: swept {len(ops)} ops in {time.perf_counter() - start:.0f} s", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
@@ -121,7 +129,8 @@ def main():
         slowest = sorted(results["fastc"].items(), key=lambda kv: -kv[1]["seconds"])[:10]
         print("slowest under fastc: " + ", ".join(f"{k} {v['seconds']:.1f}s" for k, v in slowest))
     if args.write_table:
-        write_table(table(results))
+        prefix = test_opinfo.GRAD_PREFIX if args.grad else ""
+        write_table(table(results, prefix), prefix)
         print(f"wrote {TABLE}")
 
 

@@ -1,6 +1,7 @@
 """OpInfo ops whose first float32 sample does not match eager through fastc, with the reason.
 
-Keys are `op.name` or `op.name.variant_test_name`. tests/test_opinfo.py marks each key
-xfail(strict=True). Regenerate with `python bench/opinfo_sweep.py`.
+Keys are `op.name` or `op.name.variant_test_name` for the forward sweep, and the same with a
+"grad:" prefix for the gradient sweep (FASTC_OPINFO_GRAD=1). tests/test_opinfo.py marks each key
+xfail(strict=True). Regenerate with `python bench/opinfo_sweep.py --write-table` (and `--grad`).
 """
 EXPECTED_FAILURES: dict[str, str] = {}

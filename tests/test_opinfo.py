@@ -3,7 +3,9 @@
 As Inductor's test_torchinductor_opinfo.py does: every op in `op_db` that supports float32 on CPU
 runs its first sample input eagerly and through `torch.compile(backend="fastc")`, and the outputs
 must agree. Ops that use the random number generator (a `nondeterministic_seeded` ATen op runs
-while the op runs eagerly) are compared by shape and dtype only.
+while the op runs eagerly) or return uninitialized memory are compared by shape and dtype only; a
+sample that fails eagerly (the CUDA-only jiterator ops) is skipped. With FASTC_OPINFO_GRAD=1 the
+gradients of the first requires-grad sample are swept as well (forward and backward graphs).
 
 Expected failures live in one table, tests/opinfo_expected_failures.py, each with its reason; an
 op in the table is xfail(strict=True), so an op that starts passing must leave the table.
@@ -39,10 +41,15 @@ def op_key(op) -> str:
     return f"{op.name}.{op.variant_test_name}" if op.variant_test_name else op.name
 
 
-def first_sample(op):
+# Ops whose output is uninitialized memory: compared by shape and dtype only.
+UNINITIALIZED_OUTPUT = {"empty", "empty_like", "empty_permuted", "empty_strided", "new_empty",
+                        "new_empty_strided"}
+
+
+def first_sample(op, requires_grad: bool = False):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return next(iter(op.sample_inputs("cpu", torch.float32, requires_grad=False)), None)
+        return next(iter(op.sample_inputs("cpu", torch.float32, requires_grad=requires_grad)), None)
 
 
 class _RngUse(TorchDispatchMode):
@@ -58,13 +65,29 @@ class _RngUse(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def _clone(tree):
-    return tree_map(lambda x: x.clone() if isinstance(x, torch.Tensor) else x, tree)
+def _fresh(tree):
+    """Copies of the sample's tensors: new leaves that keep `requires_grad` (an op may mutate)."""
+    return tree_map(lambda x: x.detach().clone().requires_grad_(x.requires_grad)
+                    if isinstance(x, torch.Tensor) else x, tree)
 
 
-def _call(op, sample):
-    args, kwargs = _clone(((sample.input, *sample.args), dict(sample.kwargs)))
-    return op.op(*args, **kwargs)
+def _run(fn, sample, grad: bool):
+    """fn on fresh copies of the sample; with `grad`, also the gradients of a weighted sum of the
+    outputs with respect to every input that requires grad."""
+    args, kwargs = _fresh(((sample.input, *sample.args), dict(sample.kwargs)))
+    out = fn(*args, **kwargs)
+    if not grad:
+        return out
+    leaves = [x for x in tree_flatten((args, kwargs))[0] if isinstance(x, torch.Tensor) and x.requires_grad]
+    outs = [o for o in tree_flatten(out)[0] if isinstance(o, torch.Tensor) and o.requires_grad]
+    if not leaves or not outs:
+        return out, None
+    loss = 0
+    for i, o in enumerate(outs):
+        o = torch.view_as_real(o) if o.is_complex() else o
+        loss = loss + (o * torch.randn(o.shape, generator=torch.Generator().manual_seed(i))).sum()
+    grads = torch.autograd.grad(loss, leaves, allow_unused=True)
+    return out, [g if g is not None else torch.zeros_like(x) for g, x in zip(grads, leaves)]
 
 
 def _same(a, b) -> bool:
@@ -75,41 +98,46 @@ def _same(a, b) -> bool:
         return False
 
 
-def _compare(actual, expected, random: bool):
+def _compare(actual, expected, random: bool, what: str = "output"):
     exp_leaves, exp_spec = tree_flatten(expected)
     act_leaves, act_spec = tree_flatten(actual)
-    assert exp_spec == act_spec, f"output structure differs: {act_spec} vs eager {exp_spec}"
+    assert exp_spec == act_spec, f"{what} structure differs: {act_spec} vs eager {exp_spec}"
     for i, (a, e) in enumerate(zip(act_leaves, exp_leaves)):
         if isinstance(e, torch.Tensor) and random:
-            assert isinstance(a, torch.Tensor), f"output {i}: {type(a).__name__}, eager gives a tensor"
+            assert isinstance(a, torch.Tensor), f"{what} {i}: {type(a).__name__}, eager gives a tensor"
             assert (a.shape, a.dtype) == (e.shape, e.dtype), \
-                f"output {i}: {tuple(a.shape)} {a.dtype}, eager {tuple(e.shape)} {e.dtype}"
+                f"{what} {i}: {tuple(a.shape)} {a.dtype}, eager {tuple(e.shape)} {e.dtype}"
         else:
             torch.testing.assert_close(a, e, rtol=RTOL, atol=ATOL, equal_nan=True, check_stride=False,
-                                       msg=lambda m, i=i: f"output {i}: {m}")
+                                       msg=lambda m, i=i: f"{what} {i}: {m}")
 
 
-def check_op(op, backend: str = "fastc") -> dict:
+def check_op(op, backend: str = "fastc", grad: bool = False) -> dict:
     """Runs the op's first float32 sample eagerly and compiled with `backend`; raises on a mismatch.
+    With `grad`, the sample requires grad and the input gradients are compared as well.
 
-    Returns what happened: whether the op draws random numbers and how many graphs were compiled.
+    Returns what happened: whether the op is random (compared by shape) and how many graphs
+    the backend compiled.
     """
-    sample = first_sample(op)
+    if grad and not op.supports_autograd:
+        pytest.skip("no autograd support")
+    sample = first_sample(op, requires_grad=grad)
     if sample is None:
         pytest.skip("no float32 sample input")
     rng = _RngUse()
     try:
-        torch.manual_seed(0)
         with rng, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            expected = _call(op, sample)
             torch.manual_seed(0)
-            repeat = _call(op, sample)
+            expected = _run(op.op, sample, grad)
+            torch.manual_seed(0)
+            repeat = _run(op.op, sample, grad)
     except Exception as e:
         pytest.skip(f"the sample fails eagerly: {type(e).__name__}: {str(e)[:100]}")
-    # Ops that draw random numbers, or return uninitialized memory (torch.empty), are compared
-    # by shape and dtype only.
-    random = rng.used or not _same(expected, repeat)
+    if grad and expected[1] is None:
+        pytest.skip("no differentiable output")
+    # Random ops, and ops that return uninitialized memory, are compared by shape and dtype only.
+    random = rng.used or op.name in UNINITIALIZED_OUTPUT or not _same(expected, repeat)
     graphs = 0
 
     def counting_backend(gm, example_inputs):
@@ -122,32 +150,40 @@ def check_op(op, backend: str = "fastc") -> dict:
 
     torch._dynamo.reset()
     compiled = torch.compile(op.op, backend=counting_backend, dynamic=False)
-    torch.manual_seed(0)
     # Data-dependent output shapes (nonzero, unique) and .item() stay in the graph (unbacked
     # sizes) instead of breaking it, so such ops reach the backend too.
     with warnings.catch_warnings(), torch._dynamo.config.patch(
             capture_scalar_outputs=True, capture_dynamic_output_shape_ops=True):
         warnings.simplefilter("ignore")
-        args, kwargs = _clone(((sample.input, *sample.args), dict(sample.kwargs)))
-        actual = compiled(*args, **kwargs)
-    _compare(actual, expected, random)
+        torch.manual_seed(0)
+        actual = _run(compiled, sample, grad)
+    if grad:
+        _compare(actual[0], expected[0], random)
+        _compare(actual[1], expected[1], random, "gradient")
+    else:
+        _compare(actual, expected, random)
     return {"random": random, "graphs": graphs}
 
 
-def _params():
+GRAD_PREFIX = "grad:"
+#: Set FASTC_OPINFO_GRAD=1 to sweep gradients too (about as long again as the forward sweep).
+SWEEP_GRAD = os.environ.get("FASTC_OPINFO_GRAD", "0") == "1"
+
+
+def _params(prefix: str = ""):
     params = []
     for op in swept_ops():
-        key = op_key(op)
+        key = prefix + op_key(op)
         marks = []
         if key in EXPECTED_FAILURES:
             marks.append(pytest.mark.xfail(strict=True, reason=EXPECTED_FAILURES[key]))
-        params.append(pytest.param(op, id=key, marks=marks))
+        params.append(pytest.param(op, id=op_key(op), marks=marks))
     return params
 
 
 def test_table_names_only_swept_ops():
     keys = {op_key(op) for op in swept_ops()}
-    stale = sorted(set(EXPECTED_FAILURES) - keys)
+    stale = sorted(k for k in EXPECTED_FAILURES if k.removeprefix(GRAD_PREFIX) not in keys)
     assert not stale, f"expected failures name ops that are not swept: {stale}"
 
 
@@ -155,5 +191,14 @@ def test_table_names_only_swept_ops():
 def test_op_matches_eager(op):
     try:
         check_op(op, "fastc")
+    finally:
+        torch._dynamo.reset()
+
+
+@pytest.mark.skipif(not SWEEP_GRAD, reason="set FASTC_OPINFO_GRAD=1 to sweep gradients")
+@pytest.mark.parametrize("op", _params(GRAD_PREFIX) if SWEEP_GRAD else [])
+def test_op_gradients_match_eager(op):
+    try:
+        check_op(op, "fastc", grad=True)
     finally:
         torch._dynamo.reset()

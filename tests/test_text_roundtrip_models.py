@@ -4,6 +4,8 @@ For each graph (inference, forward, backward) of each model in tests/model_zoo.p
 print -> parse (with its constants) -> print gives the same text, and the parsed graph gives
 exactly the outputs of the graph fastc runs, on the inputs it ran on. The debug dump of the same
 compilation (`.fx` files and constants.safetensors) parses back to the same text as well.
+The compilations come from the `compiled_zoo` fixture (tests/conftest.py), which records each
+graph fastc runs and its inputs, and are shared with tests/test_models.py.
 """
 from __future__ import annotations
 
@@ -12,46 +14,12 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch._dynamo
 from safetensors.torch import load_file
 
-import fastc.capture
 import model_zoo
 from fastc.ir import parse_graph, print_graph
 
 CONST_REF = re.compile(r"= const @([A-Za-z0-9_.]+)")
-
-
-@pytest.fixture
-def recorded_graphs(monkeypatch):
-    """Every graph fastc hands back to aot_autograd, with the inputs of its first call.
-
-    Wraps fastc's last step (the boxed callable around the optimized GraphModule), so what is
-    recorded is exactly the graph that runs and the inputs it gets (frozen inputs left out).
-    """
-    graphs: list[dict] = []
-    original = fastc.capture._boxed
-
-    def recording(gm, frozen):
-        run = original(gm, frozen)
-        entry = {"gm": gm, "inputs": None}
-        graphs.append(entry)
-        frozen_set = set(frozen)
-
-        def wrapped(args):
-            if entry["inputs"] is None:
-                entry["inputs"] = [a.detach().clone() if isinstance(a, torch.Tensor) else a
-                                   for i, a in enumerate(args) if i not in frozen_set]
-            return run(args)
-
-        wrapped._boxed_call = True
-        wrapped.graph_module = gm
-        return wrapped
-
-    monkeypatch.setattr(fastc.capture, "_boxed", recording)
-    torch._dynamo.reset()
-    yield graphs
-    torch._dynamo.reset()
 
 
 def _constants(gm: torch.fx.GraphModule) -> dict[str, torch.Tensor]:
@@ -92,28 +60,17 @@ def check_dump(graph_dir: Path, final_text: str) -> int:
     return checked
 
 
-def _run(name: str, training: bool, debug_dir: Path):
-    model, inputs = model_zoo.build(name)
-    model.train(training)
-    compiled = torch.compile(model, backend="fastc", options={"on_error": "raise", "debug_dir": str(debug_dir)})
-    if training:
-        model_zoo.main_output(compiled(**inputs)).sum().backward()
-    else:
-        with torch.no_grad():
-            compiled(**inputs)
-
-
 @pytest.mark.parametrize("name, training", [
     *[(name, False) for name in model_zoo.BUILDERS],
     *[(name, True) for name in model_zoo.TRAINING],
 ], ids=lambda v: {False: "inference", True: "training"}.get(v, v) if isinstance(v, bool) else v)
-def test_every_graph_round_trips(name, training, recorded_graphs, tmp_path):
-    _run(name, training, tmp_path)
-    assert recorded_graphs, "fastc compiled no graph"
-    graph_dirs = sorted(p for p in tmp_path.iterdir() if p.is_dir())
-    assert len(graph_dirs) == len(recorded_graphs)
+def test_every_graph_round_trips(name, training, compiled_zoo):
+    run = compiled_zoo(name, training)
+    assert run.graphs, "fastc compiled no graph"
+    graph_dirs = sorted(p for p in run.debug_dir.iterdir() if p.is_dir())
+    assert len(graph_dirs) == len(run.graphs)
     kinds = set()
-    for entry, graph_dir in zip(recorded_graphs, graph_dirs):
+    for entry, graph_dir in zip(run.graphs, graph_dirs):
         kinds.add(graph_dir.name.split("_")[-1])
         assert entry["inputs"] is not None, f"{graph_dir.name} never ran"
         check_round_trip(entry["gm"], entry["inputs"])
