@@ -42,12 +42,14 @@ def lower_spec(kernel, options: dict | None = None) -> KernelSpec:
     from .matmul import lower_matmul
     from .pointwise import lower_pointwise
     from .reduction import has_reduction, lower_reduction
+    options = options or {}
+    interpret = options.get("target") == "triton-interpret"
     if kernel.kind == "matmul":
-        return lower_matmul(kernel, interpret=(options or {}).get("target") == "triton-interpret")
+        return lower_matmul(kernel, interpret)
     if kernel.kind == "reduction" or has_reduction(kernel):
         if not has_reduction(kernel):
-            return lower_pointwise(kernel)
-        return lower_reduction(kernel, (options or {}).get("persistent_max"))
+            return lower_pointwise(kernel, interpret)
+        return lower_reduction(kernel, options.get("persistent_max"), interpret)
     if kernel.kind == "pointwise":
-        return lower_pointwise(kernel)
+        return lower_pointwise(kernel, interpret)
     raise Unsupported(f"kernel kind {kernel.kind!r} (valid: pointwise, reduction, matmul)")

@@ -103,6 +103,8 @@ def to_code(expr, host: bool = False) -> str:
         return str(int(expr))
     if isinstance(expr, sympy.Symbol):
         return expr.name
+    if isinstance(expr, (sympy.Float, sympy.Rational)):
+        return repr(float(expr))
     if isinstance(expr, sympy.Add):
         terms = [to_code(a, host) for a in sympy.Add.make_args(expr)]
         return "(" + " + ".join(terms) + ")"

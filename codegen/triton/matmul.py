@@ -14,7 +14,7 @@ import torch
 from fastc.ir import node_type
 
 from ..errors import Unsupported
-from .indexing import is_one, numel, ravel, same_size, symbol
+from .indexing import as_expr, is_one, numel, ravel, same_size, symbol
 from .spec import KernelSpec, assemble, output_slots
 from .values import TL_DTYPES, KernelBody, Value
 from .views import reshape_index
@@ -28,12 +28,14 @@ def lower_matmul(kernel, interpret: bool = False) -> KernelSpec:
     if len(mms) != 1:
         raise Unsupported(f"matmul kernel with {len(mms)} matmuls (needs exactly one mm/addmm/bmm)")
     mm = mms[0]
-    body = KernelBody(kernel, "matmul")
+    body = KernelBody(kernel, "matmul", interpret)
     batched = mm.target is aten.bmm.default
     a, b = mm.args[-2:] if mm.target is not aten.addmm.default else mm.args[1:3]
     a_shape, b_shape = node_type(a).shape, node_type(b).shape
     M, K = a_shape[-2:]
     N = b_shape[-1]
+    if any(as_expr(d) == 0 for d in (M, N, K)):
+        raise Unsupported(f"{mm.target} with an empty dimension (M, N, K = {M}, {N}, {K})")
     out_dtype = node_type(mm).dtype
     if out_dtype not in (torch.float32, torch.float16, torch.bfloat16):
         raise Unsupported(f"{mm.target} of {out_dtype}")

@@ -13,13 +13,15 @@ from .spec import KernelSpec, assemble, output_slots
 from .values import KernelBody
 
 
-def lower_pointwise(kernel) -> KernelSpec:
-    body = KernelBody(kernel, "pointwise")
+def lower_pointwise(kernel, interpret: bool = False) -> KernelSpec:
+    body = KernelBody(kernel, "pointwise", interpret)
     slots, groups = output_slots(kernel)
     if not slots:
         raise Unsupported("pointwise kernel without outputs")
     main = max(slots, key=lambda s: (len(s.type.shape), -slots.index(s))).type.shape
     total = numel(main)
+    if total == 0:
+        raise Unsupported("pointwise kernel with an empty output")
     for s in slots:
         if not same_size(numel(s.type.shape), total):
             raise Unsupported(f"pointwise outputs of different sizes ({list(main)} and {list(s.type.shape)})")

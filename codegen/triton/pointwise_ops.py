@@ -124,7 +124,7 @@ def to_copy(body, node, index):
     dtype = node_type(node).dtype
     v = body.cast(src, dtype)
     if dtype in (torch.float16, torch.bfloat16) and v.dtype is not None:
-        v = body.tmp(f"{v.code}.to({TL_DTYPES[dtype]}).to(tl.float32)", torch.float32, v.block)
+        v = body.tmp(f"{body.narrow(v.code, dtype)}.to(tl.float32)", torch.float32, v.block)
     return v
 
 
@@ -275,3 +275,150 @@ POINTWISE.update({
     aten.zeros_like.default: _fill_like(0), aten.ones_like.default: _fill_like(1),
     aten.full_like.default: _fill_like(None),
 })
+
+
+def _nan_to_num(body, node, index):
+    dt = _out_dtype(node)
+    x = body.cast(body.arg(node, node.args[0], index), dt).code
+    info = torch.finfo(node_type(node).dtype)
+    nan, posinf, neginf = (_get(node, i, name) for i, name in ((1, "nan"), (2, "posinf"), (3, "neginf")))
+    nan = 0.0 if nan is None else nan
+    posinf = info.max if posinf is None else posinf
+    neginf = info.min if neginf is None else neginf
+    lit = lambda v: body.value(float(v), ()).code
+    return body.tmp(f"tl.where({x} != {x}, {lit(nan)}, tl.where({x} == float(\"inf\"), {lit(posinf)}, "
+                    f"tl.where({x} == float(\"-inf\"), {lit(neginf)}, {x})))", dt, _block(body, node, index))
+
+
+def _div_mode(body, node, index):
+    """div.Tensor_mode / div.Scalar_mode of floats: true, truncating or flooring division."""
+    mode = node.kwargs.get("rounding_mode", node.args[2] if len(node.args) > 2 else None)
+    if not _out_dtype(node).is_floating_point:
+        raise Unsupported(f"{node.target} of integers (rounding {mode})")
+    q = floating("({0} / {1})", 2)(body, node, index)
+    if mode is None:
+        return q
+    fmt = "tl.floor({0})" if mode == "floor" else "tl.where({0} < 0, tl.ceil({0}), tl.floor({0}))"
+    return body.tmp(fmt.format(q.code), q.dtype, q.block)
+
+
+def _lerp(body, node, index):
+    dt = _out_dtype(node)
+    a, b, w = (body.cast(body.arg(node, x, index), dt).code for x in node.args[:3])
+    return body.tmp(f"tl.where(tl.abs({w}) < 0.5, {a} + {w} * ({b} - {a}), {b} - ({b} - {a}) * (1.0 - {w}))",
+                    dt, _block(body, node, index))
+
+
+def _addc(op):
+    def rule(body, node, index):
+        dt = _out_dtype(node)
+        x, t1, t2 = (body.cast(body.arg(node, a, index), dt).code for a in node.args[:3])
+        value = body.value(node.kwargs.get("value", node.args[3] if len(node.args) > 3 else 1), ()).code
+        return body.tmp(f"({x} + {value} * ({t1} {op} {t2}))", dt, _block(body, node, index))
+    return rule
+
+
+def _pow_scalar_base(body, node, index):
+    dt = _out_dtype(node)
+    if not dt.is_floating_point:
+        raise Unsupported("pow.Scalar with an integer result")
+    base = body.value(node.args[0], ()).code
+    e = body.cast(body.arg(node, node.args[1], index), dt).code
+    return body.tmp(f"tl.exp2({e} * tl.log2(tl.full([], {base}, {TL_DTYPES[dt]})))", dt, _block(body, node, index))
+
+
+def _elu(body, node, index):
+    dt = _out_dtype(node)
+    x = body.cast(body.arg(node, node.args[0], index), dt).code
+    alpha, scale, input_scale = (body.value(_get(node, i, n, 1.0), ()).code
+                                 for i, n in ((1, "alpha"), (2, "scale"), (3, "input_scale")))
+    return body.tmp(f"tl.where({x} > 0, {scale} * {x}, {scale} * {alpha} * (tl.exp({x} * {input_scale}) - 1.0))",
+                    dt, _block(body, node, index))
+
+
+def _softplus(body, node, index):
+    dt = _out_dtype(node)
+    x = body.cast(body.arg(node, node.args[0], index), dt).code
+    beta = body.value(_get(node, 1, "beta", 1.0), ()).code
+    threshold = body.value(_get(node, 2, "threshold", 20.0), ()).code
+    return body.tmp(f"tl.where({x} * {beta} > {threshold}, {x}, tl.log(1.0 + tl.exp({x} * {beta})) / {beta})",
+                    dt, _block(body, node, index))
+
+
+def _floor_divide(body, node, index):
+    if not _out_dtype(node).is_floating_point:
+        raise Unsupported("floor_divide of integers")
+    q = floating("({0} / {1})", 2)(body, node, index)
+    return body.tmp(f"tl.floor({q.code})", q.dtype, q.block)
+
+
+def _identity(body, node, index):
+    return body.arg(node, node.args[0], index)
+
+
+POINTWISE.update({
+    aten.nan_to_num.default: _nan_to_num,
+    aten.div.Tensor_mode: _div_mode, aten.div.Scalar_mode: _div_mode,
+    aten.floor_divide.default: _floor_divide,
+    aten.lerp.Scalar: _lerp, aten.lerp.Tensor: _lerp,
+    aten.addcmul.default: _addc("*"), aten.addcdiv.default: _addc("/"),
+    aten.pow.Scalar: _pow_scalar_base,
+    aten.elu.default: _elu, aten.softplus.default: _softplus,
+    aten.hardsigmoid.default: floating("tl.minimum(tl.maximum({0} / 6.0 + 0.5, 0.0), 1.0)"),
+    aten.hardswish.default: floating("({0} * tl.minimum(tl.maximum({0} / 6.0 + 0.5, 0.0), 1.0))"),
+    aten.tan.default: floating("(tl.sin({0}) / tl.cos({0}))"),
+    aten.sinh.default: floating("((tl.exp({0}) - tl.exp(-{0})) * 0.5)"),
+    aten.cosh.default: floating("((tl.exp({0}) + tl.exp(-{0})) * 0.5)"),
+    aten.erfc.default: floating("(1.0 - tl.erf({0}))"),
+    aten.log10.default: floating("(tl.log({0}) * 0.4342944819032518)"),
+    aten.frac.default: floating("({0} - tl.where({0} < 0, tl.ceil({0}), tl.floor({0})))"),
+    aten.fmod.Scalar: floating("({0} - {1} * tl.where({0} / {1} < 0, tl.ceil({0} / {1}), tl.floor({0} / {1})))", 2),
+    aten.square.default: arith("({0} * {0})", 1),
+    aten.lift_fresh_copy.default: _identity, aten.positive.default: _identity,
+    aten.sgn.default: POINTWISE[aten.sign.default],
+})
+
+
+def _round_decimals(body, node, index):
+    dt = _out_dtype(node)
+    scale = 10.0 ** node.kwargs.get("decimals", node.args[1] if len(node.args) > 1 else 0)
+    x = body.cast(body.arg(node, node.args[0], index), dt).code
+    blk = _block(body, node, index)
+    y = body.tmp(f"{x} * {scale!r}", dt, blk).code
+    r = body.tmp(f"tl.floor({y} + 0.5)", dt, blk).code
+    even = body.tmp(f"tl.where(({r} - {y} == 0.5) & ({r} - 2.0 * tl.floor({r} * 0.5) != 0), {r} - 1.0, {r})", dt, blk)
+    return body.tmp(f"{even.code} / {scale!r}", dt, blk)
+
+
+_NEGATIVE = "(({0} < 0) | (({0} == 0) & (1.0 / {0} < 0)))"  # sign bit, -0.0 included
+POINTWISE.update({
+    aten.round.decimals: _round_decimals,
+    aten.fmax.default: floating("tl.where({0} != {0}, {1}, tl.where(({1} != {1}) | ({0} > {1}), {0}, {1}))", 2),
+    aten.fmin.default: floating("tl.where({0} != {0}, {1}, tl.where(({1} != {1}) | ({0} < {1}), {0}, {1}))", 2),
+    aten.hypot.default: floating("tl.sqrt({0} * {0} + {1} * {1})", 2),
+    aten.copysign.Tensor: floating("tl.where(" + _NEGATIVE.format("{1}") + ", -tl.abs({0}), tl.abs({0}))", 2),
+    aten.ldexp.Tensor: floating("({0} * tl.exp2({1}))", 2),
+    aten.asinh.default: floating("tl.where({0} < 0, -1.0, 1.0) * tl.log(tl.abs({0}) + tl.sqrt({0} * {0} + 1.0))"),
+    aten.acosh.default: floating("tl.log({0} + tl.sqrt({0} * {0} - 1.0))"),
+    aten.atanh.default: floating("(0.5 * tl.log((1.0 + {0}) / (1.0 - {0})))"),
+})
+
+
+def _signbit(body, node, index):
+    x = body.cast(body.arg(node, node.args[0], index), torch.float32).code
+    return body.tmp(_NEGATIVE.format(x), torch.bool, _block(body, node, index))
+
+
+POINTWISE[aten.signbit.default] = _signbit
+
+
+def _masked_fill(body, node, index):
+    dt = _out_dtype(node)
+    x = body.cast(body.arg(node, node.args[0], index), dt).code
+    mask = body.cast(body.arg(node, node.args[1], index), torch.bool).code
+    value = body.cast(body.arg(node, node.args[2], index), dt).code
+    return body.tmp(f"tl.where({mask}, {value}, {x})", dt, _block(body, node, index))
+
+
+POINTWISE[aten.masked_fill.Scalar] = _masked_fill
+POINTWISE[aten.masked_fill.Tensor] = _masked_fill

@@ -79,9 +79,9 @@ def reduced(node) -> tuple[tuple, tuple[int, ...]]:
 
 
 class ReductionLowering:
-    def __init__(self, kernel):
+    def __init__(self, kernel, interpret: bool = False):
         self.kernel = kernel
-        self.body = body = KernelBody(kernel, "reduction")
+        self.body = body = KernelBody(kernel, "reduction", interpret)
         self.reductions = [n for n in kernel.nodes if n.target in REDUCTIONS]
         self.shape, self.dims = reduced(self.reductions[0])
         for n in self.reductions[1:]:
@@ -89,6 +89,8 @@ class ReductionLowering:
                 raise Unsupported(f"{n.target} reduces {list(reduced(n)[0])} over {list(reduced(n)[1])}, "
                                   f"another reduction of the kernel {list(self.shape)} over {list(self.dims)}")
         F, D = self.shape, self.dims
+        if numel(F) == 0:
+            raise Unsupported(f"{self.reductions[0].target} of an empty tensor {list(F)}")
         self.row_shape = [F[d] for d in range(len(F)) if d not in D]
         self.red_shape = [F[d] for d in D]
         self.K = numel(self.red_shape)
@@ -189,6 +191,8 @@ class ReductionLowering:
             keepdim = bool(node.kwargs.get("keepdim", False))
             correction = node.kwargs.get("correction", 1)
             correction = 1 if correction is None else correction
+            if isinstance(correction, float) and correction.is_integer():
+                correction = int(correction)
             mean, var = self._moments(x, cdt, deps, correction)
             if t is aten.var.correction:
                 b.specials[(node, None)] = self._row(node, var, keepdim)
@@ -370,8 +374,8 @@ class ReductionLowering:
             self.body.line(f"{name} = {self.body.code(e)}")
 
 
-def lower_reduction(kernel, persistent_max: int | None = None) -> KernelSpec:
-    lowering = ReductionLowering(kernel)
+def lower_reduction(kernel, persistent_max: int | None = None, interpret: bool = False) -> KernelSpec:
+    lowering = ReductionLowering(kernel, interpret)
     limit = PERSISTENT_MAX if persistent_max is None else persistent_max
     static = int(lowering.K) if lowering.K.is_Integer else None
     return lowering.emit(persistent=persistent_reduction(static, limit))

@@ -57,8 +57,9 @@ def literal(x) -> Value:
 
 
 class KernelBody:
-    def __init__(self, kernel, kind: str):
+    def __init__(self, kernel, kind: str, interpret: bool = False):
         self.kernel, self.kind = kernel, kind
+        self.interpret = interpret  # Triton's interpreter: work around its bf16 rounding
         self.members = set(kernel.nodes)
         self.lines: list[str] = []
         self.indent = 1
@@ -196,7 +197,17 @@ class KernelBody:
             return v.code
         if dtype is torch.bool:
             return f"({v.code} != 0)"
-        return f"{v.code}.to({TL_DTYPES[dtype]})"
+        return self.narrow(v.code, dtype) if dtype is torch.bfloat16 and v.dtype is torch.float32 else \
+            f"{v.code}.to({TL_DTYPES[dtype]})"
+
+    def narrow(self, code: str, dtype: torch.dtype) -> str:
+        """fp32 variable `code` rounded to `dtype`. Triton's interpreter truncates fp32 to bf16,
+        so there bf16 rounds to nearest even by hand (exact bits, NaN and inf kept)."""
+        if dtype is not torch.bfloat16 or not self.interpret:
+            return f"{code}.to({TL_DTYPES[dtype]})"
+        bits = self.tmp(f"{code}.to(tl.uint32, bitcast=True)", torch.int64, True).code
+        return (f"(({bits} + 0x7FFF + (({bits} >> 16) & 1)) & 0xFFFF0000)"
+                f".to(tl.float32, bitcast=True).to(tl.bfloat16)")
 
     def store(self, j: int, offset, v: Value, dtype: torch.dtype, mask: str | None) -> None:
         ptr = f"out{j}_ptr + {self.code(offset)}"

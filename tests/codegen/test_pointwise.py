@@ -83,6 +83,17 @@ UNARY = {
     "rsub": lambda x: 1 - x, "div_scalar": lambda x: x / 3, "sub_alpha": lambda x: torch.sub(x, x * x, alpha=2),
     "add_alpha": lambda x: torch.add(x, x.exp(), alpha=0.5), "remainder": lambda x: torch.remainder(x, 0.7),
     "full": lambda x: x + torch.full((5,), 2.5), "zeros_like": lambda x: torch.zeros_like(x) + x,
+    "nan_to_num": lambda x: torch.nan_to_num(torch.log(x)), "round": lambda x: torch.round(x * 2),
+    "div_trunc": lambda x: torch.div(x, 0.3, rounding_mode="trunc"),
+    "div_floor": lambda x: torch.div(x, 0.3, rounding_mode="floor"),
+    "hardsigmoid": lambda x: F.hardsigmoid(x), "hardswish": lambda x: F.hardswish(x),
+    "elu": lambda x: F.elu(x, 0.7), "softplus": lambda x: F.softplus(x, 2.0, 3.0),
+    "tan": lambda x: torch.tan(x * 0.5), "sinh": torch.sinh, "cosh": torch.cosh, "erfc": torch.erfc,
+    "log10": lambda x: torch.log10(x.abs() + 1), "frac": torch.frac, "square": torch.square,
+    "pow_scalar_base": lambda x: torch.pow(2.0, x), "fmod_scalar": lambda x: torch.fmod(x, 0.7),
+    "round_decimals": lambda x: torch.round(x * 10, decimals=1), "asinh": torch.asinh,
+    "acosh": lambda x: torch.acosh(x.abs() + 1.5), "atanh": lambda x: torch.atanh(x.clamp(-0.9, 0.9)),
+    "signbit": lambda x: torch.signbit(x * (x.abs() > 0.3)), "masked_fill": lambda x: x.masked_fill(x > 0.5, -2.0),
 }
 BINARY = {
     "maximum": torch.maximum, "minimum": torch.minimum, "div": lambda a, b: a / (b.abs() + 1),
@@ -91,6 +102,12 @@ BINARY = {
     "logical_or": lambda a, b: torch.logical_or(a > 0, b > 0), "logical_not": lambda a, b: ~(a > b),
     "pow_tensor": lambda a, b: a.abs() ** b, "clamp_tensor": lambda a, b: a.clamp(b - 1, b + 1),
     "where": lambda a, b: torch.where(a > b, a, b * 2),
+    "lerp": lambda a, b: torch.lerp(a, b, 0.7), "lerp_tensor": lambda a, b: torch.lerp(a, b, b.sigmoid()),
+    "addcmul": lambda a, b: torch.addcmul(a, a, b, value=0.5), "addcdiv": lambda a, b: torch.addcdiv(a, a, b.abs() + 1),
+    "floor_divide": lambda a, b: torch.floor_divide(a, b.abs() + 0.5),
+    "fmax": lambda a, b: torch.fmax(a, b.masked_fill(b > 1, float("nan"))),
+    "fmin": lambda a, b: torch.fmin(a.masked_fill(a > 1, float("nan")), b),
+    "hypot": torch.hypot, "copysign": torch.copysign, "ldexp": lambda a, b: torch.ldexp(a, b.round()),
 }
 
 
@@ -104,6 +121,13 @@ def test_unary_op_table(name):
 def test_binary_op_table(name):
     a, b = torch.randn(2, 5), torch.randn(5)
     check(BINARY[name], (a, b), "pointwise")
+
+
+def test_bf16_casts_round_to_nearest_even_like_eager():
+    x = torch.randn(64) * 10
+    x[:3] = torch.tensor([-8.47, 1.00390625, -1.01171875])  # ties and near-ties in bf16
+    run, info = check(lambda x: (x * 1.0).to(torch.bfloat16), (x,), "pointwise")
+    assert torch.equal(run(x), x.to(torch.bfloat16))
 
 
 def test_one_kernel_serves_several_shapes():
