@@ -39,3 +39,20 @@ def test_model_runs_generated_kernels(name):
     torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4)
     assert all(r.target == "triton-interpret" and r.fallback is None for r in reports)
     assert generated > 0
+
+
+def test_dynamic_shapes_one_compilation_serves_several_sizes():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU(), torch.nn.LayerNorm(32),
+                                torch.nn.Linear(32, 8), torch.nn.Softmax(-1)).eval()
+    torch._dynamo.reset()
+    start = len(REPORTS)
+    compiled = torch.compile(model, backend="fastc", dynamic=True,
+                             options={"target": "triton-interpret", "on_error": "raise"})
+    with torch.no_grad():
+        for batch in (3, 5, 9):
+            x = torch.randn(batch, 2, 16)
+            torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-5)
+    reports = REPORTS[start:]
+    assert len(reports) == 1, [r.text() for r in reports]
+    assert len(reports[0].generated_kernels) >= 3
