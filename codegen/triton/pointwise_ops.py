@@ -150,9 +150,10 @@ def pow_scalar(body, node, index):
         return body.tmp(exact[e].format(x), dt, _block(body, node, index))
     if not dt.is_floating_point:
         raise Unsupported(f"pow.Tensor_Scalar of integers with exponent {e}")
-    if float(e).is_integer():  # a negative base with an integer exponent keeps its sign
-        sign = f"tl.where(({x} < 0) & {bool(int(e) % 2)}, -1.0, 1.0)"
-        return body.tmp(f"{sign} * tl.exp2({float(e)!r} * tl.log2(tl.abs({x})))", dt, _block(body, node, index))
+    if float(e).is_integer():  # a negative base with an integer exponent: |x|**e, odd e keeps the sign
+        magnitude = f"tl.exp2({float(e)!r} * tl.log2(tl.abs({x})))"
+        code = f"tl.where({x} < 0, -{magnitude}, {magnitude})" if int(e) % 2 else magnitude
+        return body.tmp(code, dt, _block(body, node, index))
     return body.tmp(f"tl.exp2({float(e)!r} * tl.log2({x}))", dt, _block(body, node, index))
 
 

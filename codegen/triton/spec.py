@@ -101,11 +101,11 @@ def assemble(body, kernel, kind: str, header: list[str], slots, groups, sizes: d
         t = node_type(node)
         if isinstance(t, TensorType):
             params.append(["input", i]); names.append(f"in{i}_ptr")
-            inputs.append({"kind": "tensor", "rank": len(t.shape),
+            inputs.append({"kind": "tensor", "rank": len(t.shape), "dtype": DTYPE_NAMES[t.dtype],
                            "static": [d if isinstance(d, int) else None for d in t.shape]})
         else:
             params.append(["input", i]); names.append(f"in{i}")
-            inputs.append({"kind": "scalar"})
+            inputs.append({"kind": "scalar", "type": getattr(t, "kind", "int")})
     for j in range(len(slots)):
         params.append(["output", j]); names.append(f"out{j}_ptr")
     for i, node in enumerate(kernel.inputs):
