@@ -78,7 +78,8 @@ def compile_planned(gm: fx.GraphModule, target: str = "triton-interpret", *, opt
 
 
 class _Runner:
-    """Steps in dependency order: a graph node, or a whole kernel."""
+    """Steps in dependency order (a graph node, or a whole kernel); values are dropped after
+    their last use, so peak memory stays near eager's."""
 
     def __init__(self, gm, plan, generated, info):
         self.gm, self.generated, self.info = gm, generated, info
@@ -86,14 +87,17 @@ class _Runner:
         self.steps = _steps(gm, plan)
         self.placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
         self.output = next(n for n in gm.graph.nodes if n.op == "output")
+        self.release = _last_uses(self.steps, self.placeholders, self.output)
 
     def __call__(self, *args):
         env = dict(zip(self.placeholders, args))
-        for step in self.steps:
+        for step, dead in zip(self.steps, self.release):
             if isinstance(step, fx.Node):
                 env[step] = _run_node(step, env)
             else:
                 self._run_kernel(step, env)
+            for n in dead:
+                env.pop(n, None)
         return fx.node.map_arg(self.output.args[0], lambda n: env[n])
 
     def _run_kernel(self, kernel, env):
@@ -116,6 +120,10 @@ class _Runner:
                 return
         for n in kernel.nodes:
             env[n] = _run_node(n, env)
+        outputs = set(kernel.outputs)
+        for n in kernel.nodes:
+            if n not in outputs:
+                del env[n]
 
 
 def _run_node(node: fx.Node, env):
@@ -127,32 +135,63 @@ def _run_node(node: fx.Node, env):
     raise NotImplementedError(f"cannot run fx node {node.format_node()} (op {node.op})")
 
 
+def _reads(step) -> list[fx.Node]:
+    if isinstance(step, fx.Node):
+        return step.all_input_nodes
+    members = set(step.nodes)
+    return [a for n in step.nodes for a in n.all_input_nodes if a not in members]
+
+
+def _last_uses(steps, placeholders, output) -> list[list[fx.Node]]:
+    """Per step, the values no later step reads (graph outputs are kept)."""
+    keep = set(output.all_input_nodes)
+    last: dict[fx.Node, int] = {p: -1 for p in placeholders}
+    for i, step in enumerate(steps):
+        for a in _reads(step):
+            last[a] = i
+        for made in ([step] if isinstance(step, fx.Node) else step.outputs):
+            last.setdefault(made, i)
+    release = [[] for _ in steps]
+    for value, i in last.items():
+        if i >= 0 and value not in keep:
+            release[i].append(value)
+    return release
+
+
 def _steps(gm, plan):
-    """Graph nodes and kernels in a dependency order (kernels are convex, so one exists)."""
-    unit = {}
-    for k in plan.kernels:
-        for n in k.nodes:
-            unit[n] = k
-    order, seen = [], set()
+    """Graph nodes and kernels in a dependency order (kernels are convex, so one exists):
+    Kahn's algorithm, taking ready steps in graph order."""
+    import heapq
+    unit = {n: k for k in plan.kernels for n in k.nodes}
     nodes = [n for n in gm.graph.nodes if n.op not in ("placeholder", "output")]
-    deps = {}
-    for n in nodes:
+    position, units = {}, {}
+    for i, n in enumerate(nodes):
         u = unit.get(n, n)
-        deps.setdefault(id(u), (u, set()))
+        if id(u) not in units:
+            units[id(u)] = u
+            position[id(u)] = i
+    needs = {k: set() for k in units}
+    users = {k: set() for k in units}
+    for n in nodes:
+        u = id(unit.get(n, n))
         for a in n.all_input_nodes:
-            if a.op != "placeholder" and unit.get(a, a) is not u:
-                deps[id(u)][1].add(id(unit.get(a, a)))
-    pending = list(deps)
-    while pending:
-        progressed = False
-        for key in list(pending):
-            u, needs = deps[key]
-            if needs <= seen:
-                order.append(u)
-                seen.add(key)
-                pending.remove(key)
-                progressed = True
-        if not progressed:
-            raise ValueError("kernel plan has a cycle between kernels: "
-                             + ", ".join(getattr(deps[k][0], "name", str(deps[k][0])) for k in pending))
+            if a.op == "placeholder":
+                continue
+            src = id(unit.get(a, a))
+            if src != u:
+                needs[u].add(src)
+                users[src].add(u)
+    ready = [(position[k], k) for k in units if not needs[k]]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        _, k = heapq.heappop(ready)
+        order.append(units[k])
+        for user in users[k]:
+            needs[user].discard(k)
+            if not needs[user]:
+                heapq.heappush(ready, (position[user], user))
+    if len(order) != len(units):
+        stuck = [getattr(units[k], "name", str(units[k])) for k in units if needs[k]]
+        raise ValueError(f"kernel plan has a cycle between kernels: {', '.join(stuck)}")
     return order

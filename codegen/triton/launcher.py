@@ -39,7 +39,8 @@ class GeneratedKernel:
         self._check(inputs)
         env = self._bind(inputs)
         ev = lambda code: int(eval(self._host[code], {"__builtins__": {"max": max, "min": min}}, env))
-        device = next((x.device for x in inputs if isinstance(x, torch.Tensor)), torch.device("cpu"))
+        device = next((x.device for x in inputs if isinstance(x, torch.Tensor)), None)
+        device = device or torch.device(spec.outputs[0].get("device", "cpu") if spec.outputs else "cpu")
         outs = [torch.empty([ev(c) for c in o["shape"]], dtype=dtype_of(o["dtype"]), device=device)
                 for o in spec.outputs]
         sizes = {k: ev(c) for k, c in spec.sizes.items()}

@@ -121,7 +121,7 @@ def assemble(body, kernel, kind: str, header: list[str], slots, groups, sizes: d
         shape = [sympy.sympify(d) for d in s.type.shape]
         needed |= {x.name for d in shape for x in d.free_symbols}
         outputs.append({"dtype": DTYPE_NAMES[s.type.dtype], "shape": [to_code(d, host=True) for d in shape],
-                        "group": s.group, "component": s.component})
+                        "group": s.group, "component": s.component, "device": s.type.device})
     for expr in sizes.values():
         needed |= {x.name for x in sympy.sympify(expr).free_symbols}
     missing = sorted(s for s in needed if s not in bound)
