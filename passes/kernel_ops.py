@@ -94,6 +94,8 @@ def _supported_types(node: fx.Node) -> bool:
 
 
 def _reduced_dims(target, node: fx.Node, rank: int):
+    if rank == 0:
+        return ()  # dim 0 of a 0-d tensor is the tensor itself: nothing is reduced
     rule = REDUCTIONS[target]
     if rule == "all":
         return tuple(range(rank))
@@ -109,4 +111,4 @@ def _reduced_dims(target, node: fx.Node, rank: int):
         return tuple(range(rank))
     if not all(isinstance(d, int) for d in arg):
         return None
-    return tuple(sorted({d % rank if rank else 0 for d in arg}))
+    return tuple(sorted({d % rank for d in arg}))

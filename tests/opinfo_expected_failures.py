@@ -5,6 +5,4 @@ Keys are `op.name` or `op.name.variant_test_name` for the forward sweep, and the
 xfail(strict=True). Regenerate with `python bench/opinfo_sweep.py --write-table` (and `--grad`).
 """
 EXPECTED_FAILURES: dict[str, str] = {
-    'grad:logsumexp': 'fastc bug: IndexError: tuple index out of range in plan-kernels (_new_group) on a reduction over dim 0 of a 0-d tensor',
-    'logsumexp': 'fastc bug: IndexError: tuple index out of range in plan-kernels (_new_group) on a reduction over dim 0 of a 0-d tensor',
 }

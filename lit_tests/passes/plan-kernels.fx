@@ -100,3 +100,12 @@ graph @different_sizes(%x: f32[4, 1], %y: f32[4, 8]) {
   %b: f32[4, 8] = aten.mul.Tensor(%a, %y)
   return (%b,)
 }
+
+# -----
+# A reduction over dim 0 of a 0-d tensor reduces nothing (regression: the planner crashed).
+# CHECK-LABEL: graph @zero_dim_reduction
+# CHECK: %s: f32[] = aten.sum.dim_IntList(%x, [0]) {kernel = 0, kind = "reduction"}
+graph @zero_dim_reduction(%x: f32[]) {
+  %s: f32[] = aten.sum.dim_IntList(%x, [0])
+  return (%s,)
+}
