@@ -17,13 +17,14 @@ class Schedule:
     BLOCK_M: int = 0        # matmul tiles
     BLOCK_N: int = 0
     BLOCK_K: int = 0
+    GROUP_M: int = 8        # matmul: tiles of GROUP_M rows of tiles run together (L2 reuse)
     num_warps: int = 4
     num_stages: int = 1
 
     def constexprs(self, kind: str) -> dict[str, int]:
         """The block sizes a kernel of `kind` takes as `tl.constexpr` arguments."""
         names = {"pointwise": ("XBLOCK",), "reduction": ("XBLOCK", "RBLOCK"),
-                 "matmul": ("BLOCK_M", "BLOCK_N", "BLOCK_K")}[kind]
+                 "matmul": ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M")}[kind]
         return {n: getattr(self, n) for n in names}
 
 

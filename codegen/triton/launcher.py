@@ -105,7 +105,7 @@ class GeneratedKernel:
     def _grid(self, sizes, s: Schedule) -> tuple:
         cdiv = lambda a, b: (a + b - 1) // b
         if self.kind == "matmul":
-            return (cdiv(sizes["M"], s.BLOCK_M), cdiv(sizes["N"], s.BLOCK_N), sizes.get("B", 1))
+            return (cdiv(sizes["M"], s.BLOCK_M) * cdiv(sizes["N"], s.BLOCK_N), 1, sizes.get("B", 1))
         return (cdiv(sizes["xnumel"], s.XBLOCK),)
 
     @staticmethod

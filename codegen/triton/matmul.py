@@ -1,6 +1,7 @@
 """The matmul template: one mm/addmm/bmm as tiled tl.dot, with its pointwise epilogue fused.
 
-Each program computes a BLOCK_M x BLOCK_N tile (program_id(2) is the bmm batch), looping over K
+Each program computes a BLOCK_M x BLOCK_N tile (tiles in groups of GROUP_M tile rows, for L2
+reuse; program_id(2) is the bmm batch), looping over K
 in BLOCK_K steps with an fp32 accumulator. Operands are read through the kernel body, so views
 (a transposed weight) and casts in front of the matmul cost no copies. Epilogue ops (bias,
 activation, residual, scaling, casts) are evaluated on the tile and stored once; every output
@@ -84,14 +85,20 @@ def lower_matmul(kernel, interpret: bool = False) -> KernelSpec:
             raise Unsupported(f"matmul kernel output of shape {list(s.type.shape)}, not {list(mm_shape)}")
         index = reshape_index(out_index, mm_shape, s.type.shape)
         body.store(j, flat, s.value(body, index), s.type.dtype, "mmask & nmask")
-    header = ["pid_m = tl.program_id(0).to(INDEX_DTYPE)",
-              "pid_n = tl.program_id(1).to(INDEX_DTYPE)",
+    header = ["pid = tl.program_id(0)",
+              "tiles_m = tl.cdiv(M, BLOCK_M)",
+              "tiles_n = tl.cdiv(N, BLOCK_N)",
+              "first_m = (pid // (GROUP_M * tiles_n)) * GROUP_M",
+              "group_m = tl.minimum(tiles_m - first_m, GROUP_M)",
+              "pid_m = (first_m + (pid % (GROUP_M * tiles_n)) % group_m).to(INDEX_DTYPE)",
+              "pid_n = ((pid % (GROUP_M * tiles_n)) // group_m).to(INDEX_DTYPE)",
               "mindex = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)[:, None]",
               "nindex = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]",
               "mmask = mindex < M",
               "nmask = nindex < N"]
     sizes = {"M": M, "N": N, "K": K}
     if batched:
-        header.insert(2, "bindex = tl.program_id(2).to(INDEX_DTYPE)")
+        header.insert(0, "bindex = tl.program_id(2).to(INDEX_DTYPE)")
         sizes["B"] = a_shape[0]
-    return assemble(body, kernel, "matmul", header, slots, groups, sizes, ["BLOCK_M", "BLOCK_N", "BLOCK_K"])
+    return assemble(body, kernel, "matmul", header, slots, groups, sizes,
+                    ["BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M"])

@@ -423,3 +423,18 @@ def _masked_fill(body, node, index):
 
 POINTWISE[aten.masked_fill.Scalar] = _masked_fill
 POINTWISE[aten.masked_fill.Tensor] = _masked_fill
+
+
+def _remainder(body, node, index):
+    """remainder: the sign of the divisor (Python's %), for floats and integers alike."""
+    dt = _out_dtype(node)
+    a, b = _operands(body, node, index, 2, dt)
+    blk = _block(body, node, index)
+    if dt.is_floating_point:
+        return body.tmp(f"({a} - tl.floor({a} / {b}) * {b})", dt, blk)
+    r = body.tmp(f"({a} % {b})", dt, blk).code  # C or Python sign, depending on the backend
+    return body.tmp(f"tl.where(({r} != 0) & (({r} < 0) != ({b} < 0)), {r} + {b}, {r})", dt, blk)
+
+
+POINTWISE[aten.remainder.Tensor] = _remainder
+POINTWISE[aten.remainder.Scalar] = _remainder

@@ -51,7 +51,11 @@ print("persistent matches eager:", torch.allclose(out, torch.softmax(x * 0.5, -1
 # CHECK: rindex = rbase
 # CHECK: tl.load(
 # CHECK-NOT: tl.load(
-# CHECK: [[M:tmp[0-9]+]] = tl.max(tl.where(xmask & rmask, {{.*}}, float("-inf")), 1)[:, None]
-# CHECK: [[S:tmp[0-9]+]] = tl.sum(tl.where(xmask & rmask, {{.*}}, 0), 1)[:, None]
+# CHECK: [[X:tmp[0-9]+]] = tl.where(xmask & rmask, {{.*}}, float("-inf"))
+# CHECK: [[M:tmp[0-9]+]] = tl.max([[X]], 1)[:, None]
+# CHECK: - [[M]]
+# CHECK: [[E:tmp[0-9]+]] = tl.where(xmask & rmask, {{.*}}, 0)
+# CHECK: [[S:tmp[0-9]+]] = tl.sum([[E]], 1)[:, None]
+# CHECK: / [[S]]
 # CHECK: tl.store(out0_ptr + {{.*}}, mask=xmask & rmask)
 # CHECK: persistent matches eager: True
