@@ -24,7 +24,6 @@ from torch._subclasses.fake_tensor import unset_fake_temporarily
 
 from .debug_dump import DebugDump
 from .ir.constants import add_constant
-from .ir.types import TensorType, node_type
 from .options import Options
 from .pass_manager import run_pipeline
 from .report import REPORTS, GraphReport, count_ops, op_histogram, record_plan
@@ -54,7 +53,8 @@ def compile_graph(gm: fx.GraphModule, example_inputs: list, opts: Options):
     try:
         return aot_module_simplified(
             gm, example_inputs, fw_compiler=fw_compiler, bw_compiler=bw_compiler,
-            decompositions=_decompositions(needs_grad), keep_inference_input_mutations=True)
+            decompositions=_decompositions(needs_grad, _resolve_target(opts.target, example_inputs) != "aten"),
+            keep_inference_input_mutations=True)
     except Exception as e:
         if opts.on_error == "raise":
             raise
@@ -68,12 +68,18 @@ def compile_graph(gm: fx.GraphModule, example_inputs: list, opts: Options):
 # causal attention block. With gradients required these ops stay whole (their own backward op).
 _WRONG_UNDER_AUTOGRAD = (torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default,)
 
+# Ops whose ATen kernel is fused and fast: decomposing them only pays when fastc generates the
+# code for the pieces. With the aten target they stay whole.
+_FUSED_IN_ATEN = (torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default,)
 
-def _decompositions(needs_grad: bool) -> dict:
+
+def _decompositions(needs_grad: bool, generates_code: bool) -> dict:
     table = core_aten_decompositions()
-    if needs_grad:
-        for op in _WRONG_UNDER_AUTOGRAD:
-            table.pop(op, None)
+    keep = set(_WRONG_UNDER_AUTOGRAD if needs_grad else ())
+    if not generates_code:
+        keep.update(_FUSED_IN_ATEN)
+    for op in keep:
+        table.pop(op, None)
     return table
 
 
@@ -171,19 +177,18 @@ def _copy(gm: fx.GraphModule) -> fx.GraphModule:
     return fx.GraphModule(gm, copy.deepcopy(gm.graph))
 
 
-def _target(gm: fx.GraphModule, opts: Options) -> str:
-    if opts.target != "auto":
-        return opts.target
-    for n in gm.graph.nodes:
-        t = node_type(n)
-        if isinstance(t, TensorType) and t.device.startswith("cuda"):
-            return "triton"
-    return "aten"
+def _resolve_target(target: str, example_inputs) -> str:
+    """"auto" is "triton" when the graph's tensors live on a CUDA device, else "aten"."""
+    if target != "auto":
+        return target
+    cuda = any(isinstance(x, torch.Tensor) and x.device.type == "cuda" for x in example_inputs)
+    return "triton" if cuda else "aten"
 
 
 def _generate_code(gm: fx.GraphModule, opts: Options, report: GraphReport, dump: DebugDump):
     """A runner of generated kernels for the planned graph, or None to run its ATen ops."""
-    target = _target(gm, opts)
+    target = _resolve_target(opts.target, [n.meta.get("val") for n in gm.graph.nodes if n.op == "placeholder"]
+                             + [getattr(gm, n.target) for n in gm.graph.nodes if n.op == "get_attr"])
     report.target = target
     if target == "aten":
         return None
