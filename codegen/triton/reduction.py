@@ -273,7 +273,7 @@ class ReductionLowering:
                 for a in (a for a in self.accs if a.level == level):
                     v = b.cast(a.value(), a.dtype)
                     masked = b.tmp(f"tl.where(xmask & rmask, {v.code}, {self._init(a)})", a.dtype).code
-                    a.name = b.tmp(f"{self._reduce(a)}({masked}, 1)[:, None]", a.dtype).code
+                    a.name = b.tmp(self._finish(a, masked), a.dtype).code
                     if a.op in ("argmax", "argmin"):
                         a.index = b.tmp(f"tl.min(tl.where({masked} == {a.name}, rindex.to(tl.int64), "
                                         f"{BIG_INDEX}), 1)[:, None]", torch.int64).code
@@ -295,8 +295,12 @@ class ReductionLowering:
                     b.line(f"{a.index} = tl.where({better}, rindex.to(tl.int64), {a.index})")
                     b.line(f"{a.name} = tl.where({better}, {m}, {a.name})")
                     continue
-                update = {"sum": f"{a.name} + {masked}", "max": f"tl.maximum({a.name}, {masked})",
-                          "min": f"tl.minimum({a.name}, {masked})"}[a.op]
+                # max/min of floats keep NaN in the lane, as eager does (tl.maximum may drop it)
+                keep = "| ({0} != {0})" if a.dtype.is_floating_point else ""
+                m = b.tmp(masked, a.dtype).code if keep else masked
+                update = {"sum": f"{a.name} + {masked}",
+                          "max": f"tl.where(({m} > {a.name}) {keep.format(m)}, {m}, {a.name})",
+                          "min": f"tl.where(({m} < {a.name}) {keep.format(m)}, {m}, {a.name})"}[a.op]
                 b.line(f"{a.name} = {update}")
             b.pop()
             for a in accs:
@@ -306,7 +310,7 @@ class ReductionLowering:
                     b.line(f"{a.index} = tl.min(tl.where({a.name} == {best}, {a.index}, {BIG_INDEX}), 1)[:, None]")
                     b.line(f"{a.name} = {best}")
                 else:
-                    b.line(f"{a.name} = {self._reduce(a)}({a.name}, 1)[:, None]")
+                    b.line(f"{a.name} = {self._finish(a, a.name)}")
         slots, groups = output_slots(self.kernel)
         rows, total = numel(self.row_shape), numel(self.shape)
         row_slots = [(j, s) for j, s in enumerate(slots) if same_size(numel(s.type.shape), rows)]
@@ -342,6 +346,14 @@ class ReductionLowering:
             return index, ravel(index, shape)
         flat = ravel(self.full, self.shape)
         return split(flat, shape), flat
+
+    def _finish(self, acc, values: str) -> str:
+        """Code reducing `values` ([XBLOCK, RBLOCK]) along the row; float max/min give NaN for a
+        row holding one, whatever the backend's tl.max does with NaN."""
+        out = f"{self._reduce(acc)}({values}, 1)[:, None]"
+        if acc.op in ("max", "min") and acc.dtype.is_floating_point and acc.init is None:
+            return f"tl.where(tl.max(({values} != {values}).to(tl.int32), 1)[:, None] > 0, float(\"nan\"), {out})"
+        return out
 
     @staticmethod
     def _reduce(acc) -> str:

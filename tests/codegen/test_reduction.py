@@ -116,6 +116,22 @@ def test_persistent_reduction_loads_each_input_once():
     assert "for roffset" not in source and source.count("tl.load(") == 1
 
 
+@pytest.mark.parametrize("persistent_max", [0, 1024], ids=["looped", "persistent"])
+def test_max_and_min_propagate_nan_like_eager(persistent_max):
+    from fastc.codegen.schedule import Schedule
+    from fastc.codegen.triton import lower
+    from fastc.ir.kernel_plan import KernelPlan
+
+    def f(x):
+        return x.amax(-1), x.amin(-1), torch.softmax(x, -1)
+    x = torch.randn(4, 20)
+    x[1, 7] = float("nan")
+    gm = mark(trace(f, x), "reduction")
+    (kernel,) = KernelPlan.of(gm).kernels
+    outs = lower(kernel, gm, options={"persistent_max": persistent_max}).run(x, schedule=Schedule(XBLOCK=2, RBLOCK=8))
+    assert_close(tuple(outs), f(x))
+
+
 def test_integer_sum_accumulates_in_int64():
     x = torch.randint(-100, 100, (4, 9), dtype=torch.int32)
     check(lambda x: x.sum(-1), (x,), "reduction")
