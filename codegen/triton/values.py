@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sympy
 import torch
@@ -56,6 +56,13 @@ def literal(x) -> Value:
     raise Unsupported(f"constant {x!r} of type {type(x).__name__}")
 
 
+@dataclass
+class Scope:
+    """What a block of lines (the kernel, or one loop body) has computed: reusable inside it."""
+    values: dict = field(default_factory=dict)   # (node, index) -> Value
+    exprs: dict = field(default_factory=dict)    # expression code -> Value
+
+
 class KernelBody:
     def __init__(self, kernel, kind: str, interpret: bool = False):
         self.kernel, self.kind = kernel, kind
@@ -63,7 +70,7 @@ class KernelBody:
         self.members = set(kernel.nodes)
         self.lines: list[str] = []
         self.indent = 1
-        self.scopes: list[dict] = [{}]
+        self.scopes: list[Scope] = [Scope()]
         self.masks: dict[sympy.Symbol, str | None] = {}  # iteration symbol -> its mask variable
         self.specials: dict = {}                   # (node, component or None) -> fn(index) -> Value
         self.unravel = Unravel()
@@ -81,15 +88,14 @@ class KernelBody:
         return f"{prefix}{self.count}"
 
     def tmp(self, code: str, dtype, block: bool = True) -> Value:
-        cache = self.scopes[-1].setdefault("__exprs__", {})
+        """A variable holding `code` (the same expression in this scope or an outer one is reused)."""
         for scope in reversed(self.scopes):
-            hit = scope.get("__exprs__", {}).get(code)
-            if hit is not None:
-                return hit
+            if code in scope.exprs:
+                return scope.exprs[code]
         name = self.fresh()
         self.line(f"{name} = {code}")
-        cache[code] = Value(name, dtype, block)
-        return cache[code]
+        self.scopes[-1].exprs[code] = Value(name, dtype, block)
+        return self.scopes[-1].exprs[code]
 
     def code(self, expr) -> str:
         """Prints an index expression, noting the size symbols it reads."""
@@ -100,7 +106,7 @@ class KernelBody:
         return to_code(expr)
 
     def push(self) -> None:
-        self.scopes.append({})
+        self.scopes.append(Scope())
         self.indent += 1
 
     def pop(self) -> None:
@@ -122,10 +128,10 @@ class KernelBody:
         index = tuple(sympy.sympify(i) for i in index)
         key = (node, index)
         for scope in reversed(self.scopes):
-            if key in scope:
-                return scope[key]
+            if key in scope.values:
+                return scope.values[key]
         v = self._compute(node, index)
-        self.scopes[-1][key] = v
+        self.scopes[-1].values[key] = v
         return v
 
     def _compute(self, node: fx.Node, index: Index) -> Value:
