@@ -7,6 +7,7 @@ FASTC_CACHE_DIR chooses the directory (default ~/.cache/fastc); "0" or "off" dis
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -42,6 +43,7 @@ def versions() -> dict[str, str]:
     return {"torch": torch.__version__, "triton": triton_version, "fastc_codegen": _codegen_hash()}
 
 
+@functools.lru_cache(maxsize=1)
 def _codegen_hash() -> str:
     """Changes whenever the code generator's own source changes."""
     here = Path(__file__).parent
