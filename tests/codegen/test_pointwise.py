@@ -145,6 +145,17 @@ def test_int64_indexing_is_chosen_above_int32_sizes():
     assert not small and big
 
 
+@pytest.mark.parametrize("kind", ["pointwise", "reduction", "matmul"])
+def test_int64_indexing_runs(kind, monkeypatch):
+    """The same kernels with INDEX_DTYPE=tl.int64 (forced: real >2**31 tensors are too big here)."""
+    from fastc.codegen.triton.launcher import GeneratedKernel
+    monkeypatch.setattr(GeneratedKernel, "_needs_int64", staticmethod(lambda *a: True))
+    fn, args = {"pointwise": (chain, (torch.randn(3, 5), torch.randn(3, 5))),
+                "reduction": (lambda x: torch.softmax(x, -1), (torch.randn(3, 5).t(),)),
+                "matmul": (lambda a, b: torch.mm(a, b) + 1, (torch.randn(5, 17), torch.randn(17, 3)))}[kind]
+    check(fn, args, kind)
+
+
 def test_generated_source_takes_sizes_and_strides_as_arguments():
     run, info = compile_fn(chain, (torch.randn(4, 6).t(), torch.randn(6, 4)), "pointwise")
     (source,) = info.sources.values()
