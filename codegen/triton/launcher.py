@@ -8,7 +8,7 @@ import torch
 
 from ..cache import compile_source
 from ..errors import Unsupported
-from ..schedule import Schedule, heuristic_schedule, next_pow2
+from ..schedule import Schedule, heuristic_schedule, next_pow2, persistent_reduction
 from .spec import KernelSpec, dtype_of
 
 INT32_LIMIT = 2**31 - 1
@@ -51,7 +51,13 @@ class GeneratedKernel:
             raise Unsupported(f"{self.name}: empty rows or operands (sizes {sizes})")
         import triton.language as tl
         schedule = schedule or heuristic_schedule(spec.kind, sizes)
-        for block, size in spec.covers.items():  # legality, whatever the schedule prefers
+        switches, covers = {}, dict(spec.covers)
+        if "PERSISTENT" in spec.switch:
+            size, limit = spec.switch["PERSISTENT"]
+            switches["PERSISTENT"] = persistent_reduction(sizes[size], limit)
+            if switches["PERSISTENT"]:
+                covers["RBLOCK"] = size
+        for block, size in covers.items():  # legality, whatever the schedule prefers
             if getattr(schedule, block) < sizes[size]:
                 schedule = replace(schedule, **{block: next_pow2(sizes[size])})
         args = []
@@ -68,7 +74,7 @@ class GeneratedKernel:
                 args.append(ev(p[1]))
         wide = self._needs_int64(inputs, outs, sizes)
         self.fn[self._grid(sizes, schedule)](
-            *args, **schedule.constexprs(spec.kind), INDEX_DTYPE=tl.int64 if wide else tl.int32,
+            *args, **schedule.constexprs(spec.kind), **switches, INDEX_DTYPE=tl.int64 if wide else tl.int32,
             num_warps=schedule.num_warps, num_stages=schedule.num_stages)
         return result
 

@@ -37,7 +37,7 @@ def _names(source: str, fn: str) -> list[str]:
     return [a.split(":")[0].strip() for a in header.split(",")]
 
 
-def compile_offline(spec, arch: int = 90, schedule=None):
+def compile_offline(spec, arch: int = 90, schedule=None, switch: bool = True):
     """The CompiledKernel of `spec` for sm_`arch` (needs TRITON_INTERPRET off in this process)."""
     import importlib.util
     import tempfile
@@ -57,6 +57,7 @@ def compile_offline(spec, arch: int = 90, schedule=None):
     sizes = {"xnumel": 1000, "rnumel": 100, "M": 128, "N": 128, "K": 64, "B": 2}
     schedule = schedule or heuristic_schedule(spec.kind, sizes)
     constexprs = {**schedule.constexprs(spec.kind), "INDEX_DTYPE": tl.int32}
+    constexprs.update({name: switch for name in spec.switch})
     sig = signature(spec)
     sig.update({k: "constexpr" for k in constexprs})
     return triton.compile(ASTSource(fn, signature=sig, constexprs=constexprs),
@@ -70,8 +71,9 @@ def main(argv=None) -> int:
     results = {}
     for text in json.loads(open(path).read()):
         spec = KernelSpec.from_json(text)
-        try:
-            compiled = compile_offline(spec)
+        try:  # a kernel with a PERSISTENT switch compiles both ways
+            for switch in ((True, False) if spec.switch else (True,)):
+                compiled = compile_offline(spec, switch=switch)
             results[spec.name] = "ok" if "cubin" in compiled.asm else "no cubin"
         except Exception as e:  # noqa: BLE001 - reported per kernel
             results[spec.name] = f"{type(e).__name__}: {e}"[:2000]

@@ -205,7 +205,8 @@ class ReductionLowering:
             shifted = lambda index=None: b.tmp(f"{b.cast(xval(index), cdt).code} - {self.result(mx).code}", cdt)
             total = self._acc("sum", lambda: b.tmp(f"tl.exp({shifted().code})", cdt), cdt, deps | {mx})
             if t is aten._softmax.default:
-                make = lambda index: b.tmp(f"tl.exp({shifted(index).code}) / {self.result(total).code}", cdt)
+                make = lambda index: b.tmp(
+                    f"{b.tmp(f'tl.exp({shifted(index).code})', cdt).code} / {self.result(total).code}", cdt)
             else:
                 make = lambda index: b.tmp(f"{shifted(index).code} - tl.log({self.result(total).code})", cdt)
             b.specials[(node, None)] = self._at_row(node, make)
@@ -257,6 +258,19 @@ class ReductionLowering:
 
     # --- emitting -------------------------------------------------------------------------
     def emit(self, persistent: bool = False) -> KernelSpec:
+        slots, groups = self.emit_body(persistent)
+        return self.assemble(slots, groups, {"RBLOCK": "rnumel"} if persistent else None)
+
+    def assemble(self, slots, groups, covers=None, switch=None) -> KernelSpec:
+        header = ["xoffset = tl.program_id(0).to(INDEX_DTYPE) * XBLOCK",
+                  "xindex = xoffset + tl.arange(0, XBLOCK)[:, None]",
+                  "xmask = xindex < xnumel",
+                  "rbase = tl.arange(0, RBLOCK)[None, :].to(INDEX_DTYPE)"]
+        constexprs = ["XBLOCK", "RBLOCK"] + (list(switch) if switch else [])
+        return assemble(self.body, self.kernel, "reduction", header, slots, groups,
+                        {"xnumel": numel(self.row_shape), "rnumel": self.K}, constexprs, covers, switch)
+
+    def emit_body(self, persistent: bool = False):
         """Looped: one loop over the row per accumulator level, and a last one for full-shape
         outputs. Persistent: the whole row is one block (the launcher makes RBLOCK cover it), so
         every level and output is computed in one pass, each load done once."""
@@ -296,7 +310,7 @@ class ReductionLowering:
                     b.line(f"{a.name} = tl.where({better}, {m}, {a.name})")
                     continue
                 # max/min of floats keep NaN in the lane, as eager does (tl.maximum may drop it)
-                keep = "| ({0} != {0})" if a.dtype.is_floating_point else ""
+                keep = "| ({0} != {0})" if a.dtype.is_floating_point and a.op != "sum" else ""
                 m = b.tmp(masked, a.dtype).code if keep else masked
                 update = {"sum": f"{a.name} + {masked}",
                           "max": f"tl.where(({m} > {a.name}) {keep.format(m)}, {m}, {a.name})",
@@ -329,13 +343,7 @@ class ReductionLowering:
                 b.store(j, offset, s.value(b, index), s.type.dtype, "xmask & rmask")
             if not persistent:
                 b.pop()
-        header = ["xoffset = tl.program_id(0).to(INDEX_DTYPE) * XBLOCK",
-                  "xindex = xoffset + tl.arange(0, XBLOCK)[:, None]",
-                  "xmask = xindex < xnumel",
-                  "rbase = tl.arange(0, RBLOCK)[None, :].to(INDEX_DTYPE)"]
-        return assemble(b, self.kernel, "reduction", header, slots, groups,
-                        {"xnumel": rows, "rnumel": self.K}, ["XBLOCK", "RBLOCK"],
-                        {"RBLOCK": "rnumel"} if persistent else None)
+        return slots, groups
 
     def _full_index(self, shape):
         real = lambda s: [as_expr(d) for d in s if not is_one(d)]
@@ -387,7 +395,18 @@ class ReductionLowering:
 
 
 def lower_reduction(kernel, persistent_max: int | None = None, interpret: bool = False) -> KernelSpec:
-    lowering = ReductionLowering(kernel, interpret)
+    """A static row length picks looped or persistent now; a dynamic one gets both bodies under
+    `if PERSISTENT:` (a constexpr), and the launcher picks per call from the real row length."""
+    looped = ReductionLowering(kernel, interpret)
     limit = PERSISTENT_MAX if persistent_max is None else persistent_max
-    static = int(lowering.K) if lowering.K.is_Integer else None
-    return lowering.emit(persistent=persistent_reduction(static, limit))
+    if looped.K.is_Integer or limit <= 0:
+        return looped.emit(persistent=persistent_reduction(int(looped.K) if looped.K.is_Integer else None, limit))
+    one_pass = ReductionLowering(kernel, interpret)
+    slots, groups = one_pass.emit_body(persistent=True)
+    looped.emit_body(persistent=False)
+    body = looped.body
+    body.lines = (["    if PERSISTENT:"] + ["    " + line for line in one_pass.body.lines]
+                  + ["    else:"] + ["    " + line for line in body.lines])
+    body.sizes |= one_pass.body.sizes
+    body.strides |= one_pass.body.strides
+    return looped.assemble(slots, groups, switch={"PERSISTENT": ["rnumel", limit]})

@@ -34,6 +34,7 @@ class KernelSpec:
     sizes: dict = field(default_factory=dict)      # schedule sizes (xnumel, rnumel, M, ...) -> code
     inputs: list = field(default_factory=list)     # per input: {"kind": "tensor"|"scalar", "rank", "static": [int|None]}
     covers: dict = field(default_factory=dict)     # block -> size it must cover (a persistent RBLOCK)
+    switch: dict = field(default_factory=dict)     # "PERSISTENT" -> [size, limit]: a variant chosen per call
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -93,7 +94,7 @@ def bindings(kernel) -> dict[str, list[list]]:
 
 
 def assemble(body, kernel, kind: str, header: list[str], slots, groups, sizes: dict, constexprs: list[str],
-             covers: dict | None = None) -> KernelSpec:
+             covers: dict | None = None, switch: dict | None = None) -> KernelSpec:
     """The spec of a template's kernel: signature, source and launch data."""
     params, names = [], []
     inputs = []
@@ -140,7 +141,8 @@ def assemble(body, kernel, kind: str, header: list[str], slots, groups, sizes: d
               + "\n".join("    " + h for h in legend + header) + "\n" + "\n".join(body.lines) + "\n")
     return KernelSpec(fn, kind, source, params, outputs, groups,
                       [b for s in sorted(needed) for b in bound[s]],
-                      {k: to_code(v, host=True) for k, v in sizes.items()}, inputs, dict(covers or {}))
+                      {k: to_code(v, host=True) for k, v in sizes.items()}, inputs, dict(covers or {}),
+                      dict(switch or {}))
 
 
 def dtype_of(name: str) -> torch.dtype:

@@ -35,8 +35,9 @@ print("persistent matches eager:", torch.allclose(out, torch.softmax(x * 0.5, -1
 # CHECK: xindex = xoffset + tl.arange(0, XBLOCK)[:, None]
 # CHECK: [[MAX:acc[0-9]+]] = tl.full([XBLOCK, RBLOCK], float("-inf"), tl.float32)
 # CHECK: for roffset in range(0, rnumel, RBLOCK):
-# CHECK: [[MAX]] = tl.maximum([[MAX]], tl.where(xmask & rmask,
-# CHECK: [[MAX]] = tl.max([[MAX]], 1)[:, None]
+# CHECK: [[V:tmp[0-9]+]] = tl.where(xmask & rmask, {{.*}}, float("-inf"))
+# CHECK: [[MAX]] = tl.where(([[V]] > [[MAX]]) | ([[V]] != [[V]]), [[V]], [[MAX]])
+# CHECK: [[MAX]] = tl.where({{.*}}, float("nan"), tl.max([[MAX]], 1)[:, None])
 # CHECK: [[SUM:acc[0-9]+]] = tl.full([XBLOCK, RBLOCK], 0, tl.float32)
 # CHECK: for roffset in range(0, rnumel, RBLOCK):
 # CHECK: - [[MAX]]
@@ -52,7 +53,7 @@ print("persistent matches eager:", torch.allclose(out, torch.softmax(x * 0.5, -1
 # CHECK: tl.load(
 # CHECK-NOT: tl.load(
 # CHECK: [[X:tmp[0-9]+]] = tl.where(xmask & rmask, {{.*}}, float("-inf"))
-# CHECK: [[M:tmp[0-9]+]] = tl.max([[X]], 1)[:, None]
+# CHECK: [[M:tmp[0-9]+]] = tl.where({{.*}}, float("nan"), tl.max([[X]], 1)[:, None])
 # CHECK: - [[M]]
 # CHECK: [[E:tmp[0-9]+]] = tl.where(xmask & rmask, {{.*}}, 0)
 # CHECK: [[S:tmp[0-9]+]] = tl.sum([[E]], 1)[:, None]

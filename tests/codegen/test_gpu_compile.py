@@ -28,6 +28,8 @@ CASES = {
                              (torch.randn(6, 37),), "reduction", {}),
     "reduction_outer_half": (lambda x: (x.sum(0), x.amax(0)), (torch.randn(9, 5, dtype=torch.float16),),
                              "reduction", {}),
+    "reduction_dynamic_rows": (lambda x: (torch.softmax(x, -1), x.argmax(-1)), (torch.randn(6, 37),),
+                               "reduction", {"symbolic": True}),
     "linear_gelu": (lambda x, w, b: F.gelu(F.linear(x, w, b)),
                     (torch.randn(8, 32), torch.randn(16, 32), torch.randn(16)), "matmul", {}),
     "mm_fp16": (lambda x, w: torch.mm(x, w).relu(),
@@ -45,7 +47,8 @@ def compiled(tmp_path_factory):
     from fastc.ir.kernel_plan import KernelPlan
     specs, names = [], {}
     for i, (case, (fn, args, kind, options)) in enumerate(CASES.items()):
-        gm = mark(trace(fn, *args), kind)
+        options = dict(options)
+        gm = mark(trace(fn, *args, symbolic=options.pop("symbolic", False)), kind)
         (kernel,) = KernelPlan.of(gm).kernels
         kernel.id = i
         spec = lower_spec(kernel, {"target": "triton", **options})
