@@ -88,9 +88,13 @@ class _Runner:
         self.placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
         self.output = next(n for n in gm.graph.nodes if n.op == "output")
         self.release = _last_uses(self.steps, self.placeholders, self.output)
+        needed = {s for g in generated.values() for s in g.needs_symbols}
+        from .triton.spec import graph_bindings
+        self.symbols = {s: b for s, b in graph_bindings(gm).items() if s in needed}
 
     def __call__(self, *args):
         env = dict(zip(self.placeholders, args))
+        self.sizes = {s: (args[i].shape[d] if d is not None else args[i]) for s, (i, d) in self.symbols.items()}
         for step, dead in zip(self.steps, self.release):
             if isinstance(step, fx.Node):
                 env[step] = _run_node(step, env)
@@ -105,7 +109,7 @@ class _Runner:
         if g is not None:
             inputs = [env[n] for n in kernel.inputs]
             try:
-                values = g.run(*inputs)
+                values = g.run(*inputs, symbols=self.sizes)
             except Unsupported:
                 pass  # these sizes only (say, empty rows): this call runs as ATen
             except Exception as e:  # noqa: BLE001 - first call only: generated code must not fail a model

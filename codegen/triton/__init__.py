@@ -12,7 +12,8 @@ from ..cache import load_spec, spec_key, store_spec
 from ..errors import Unsupported
 from .kernel_text import kernel_text
 from .launcher import GeneratedKernel
-from .spec import KernelSpec
+from .options import LowerOptions
+from .spec import KernelSpec, graph_bindings
 
 __all__ = ["GeneratedKernel", "KernelSpec", "Unsupported", "lower", "lower_spec"]
 
@@ -24,6 +25,8 @@ def lower(kernel, gm=None, *, options: dict | None = None, use_cache: bool = Tru
     options = dict(options or {})
     if not options.get("target"):
         options["target"] = "triton-interpret" if os.environ.get("TRITON_INTERPRET") == "1" else "triton"
+    if gm is not None and "graph_symbols" not in options:
+        options["graph_symbols"] = sorted(graph_bindings(gm))
     text = kernel_text(kernel)
     key = spec_key(text, options) if use_cache else None
     cached = load_spec(key) if key else None
@@ -42,14 +45,13 @@ def lower_spec(kernel, options: dict | None = None) -> KernelSpec:
     from .matmul import lower_matmul
     from .pointwise import lower_pointwise
     from .reduction import has_reduction, lower_reduction
-    options = options or {}
-    interpret = options.get("target") == "triton-interpret"
+    opts = LowerOptions.of(options)
     if kernel.kind == "matmul":
-        return lower_matmul(kernel, interpret)
+        return lower_matmul(kernel, opts)
     if kernel.kind == "reduction" or has_reduction(kernel):
         if not has_reduction(kernel):
-            return lower_pointwise(kernel, interpret)
-        return lower_reduction(kernel, options.get("persistent_max"), interpret)
+            return lower_pointwise(kernel, opts)
+        return lower_reduction(kernel, opts)
     if kernel.kind == "pointwise":
-        return lower_pointwise(kernel, interpret)
+        return lower_pointwise(kernel, opts)
     raise Unsupported(f"kernel kind {kernel.kind!r} (valid: pointwise, reduction, matmul)")

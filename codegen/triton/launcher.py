@@ -32,12 +32,18 @@ class GeneratedKernel:
             self._fn = compile_source(self.source, self.name)
         return self._fn
 
-    def run(self, *inputs, schedule: Schedule | None = None) -> tuple:
+    @property
+    def needs_symbols(self) -> list[str]:
+        """Size symbols the caller must pass to `run` (sizes of graph inputs the kernel does not read)."""
+        return sorted({name for name, i, _ in self.spec.bindings if i is None})
+
+    def run(self, *inputs, schedule: Schedule | None = None, symbols: dict | None = None) -> tuple:
         """Runs the kernel on `inputs` (tensors and ints, in kernel-input order); returns one value
-        per kernel output (a tuple of tensors for a tuple-valued output)."""
+        per kernel output (a tuple of tensors for a tuple-valued output). `symbols` gives the
+        values of the size symbols in `needs_symbols`."""
         spec = self.spec
         self._check(inputs)
-        env = self._bind(inputs)
+        env = self._bind(inputs, symbols or {})
         ev = lambda code: int(eval(self._host[code], {"__builtins__": {"max": max, "min": min}}, env))
         device = next((x.device for x in inputs if isinstance(x, torch.Tensor)), None)
         device = device or torch.device(spec.outputs[0].get("device", "cpu") if spec.outputs else "cpu")
@@ -78,10 +84,15 @@ class GeneratedKernel:
             num_warps=schedule.num_warps, num_stages=schedule.num_stages)
         return result
 
-    def _bind(self, inputs) -> dict[str, int]:
+    def _bind(self, inputs, symbols) -> dict[str, int]:
         env: dict[str, int] = {}
         for name, i, d in self.spec.bindings:
-            value = int(inputs[i].shape[d]) if d is not None else int(inputs[i])
+            if i is None:
+                if name not in symbols:
+                    raise ValueError(f"{self.name} needs the value of size symbol {name} (symbols=...)")
+                value = int(symbols[name])
+            else:
+                value = int(inputs[i].shape[d]) if d is not None else int(inputs[i])
             if env.setdefault(name, value) != value:
                 raise ValueError(f"{self.name}: size {name} is {env[name]} in one input and {value} in "
                                  f"input {i}; the kernel was generated for equal sizes")

@@ -16,6 +16,7 @@ from fastc.ir import node_type
 
 from ..errors import Unsupported
 from .indexing import as_expr, is_one, numel, ravel, same_size, symbol
+from .options import LowerOptions
 from .spec import KernelSpec, assemble, output_slots
 from .values import TL_DTYPES, KernelBody, Value
 from .views import reshape_index
@@ -24,12 +25,13 @@ aten = torch.ops.aten
 MATMULS = (aten.mm.default, aten.addmm.default, aten.bmm.default)
 
 
-def lower_matmul(kernel, interpret: bool = False) -> KernelSpec:
+def lower_matmul(kernel, opts: LowerOptions = LowerOptions()) -> KernelSpec:
+    interpret = opts.interpret
     mms = [n for n in kernel.nodes if n.target in MATMULS]
     if len(mms) != 1:
         raise Unsupported(f"matmul kernel with {len(mms)} matmuls (needs exactly one mm/addmm/bmm)")
     mm = mms[0]
-    body = KernelBody(kernel, "matmul", interpret)
+    body = KernelBody(kernel, "matmul", opts)
     batched = mm.target is aten.bmm.default
     a, b = mm.args[-2:] if mm.target is not aten.addmm.default else mm.args[1:3]
     a_shape, b_shape = node_type(a).shape, node_type(b).shape

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from ..errors import Unsupported
 from .indexing import is_one, numel, same_size, split, symbol, to_code
+from .options import LowerOptions
 from .spec import KernelSpec, assemble, output_slots
 from .values import KernelBody
 
 
-def lower_pointwise(kernel, interpret: bool = False) -> KernelSpec:
-    body = KernelBody(kernel, "pointwise", interpret)
+def lower_pointwise(kernel, opts: LowerOptions = LowerOptions()) -> KernelSpec:
+    body = KernelBody(kernel, "pointwise", opts)
     slots, groups = output_slots(kernel)
     if not slots:
         raise Unsupported("pointwise kernel without outputs")

@@ -438,3 +438,20 @@ def _remainder(body, node, index):
 
 POINTWISE[aten.remainder.Tensor] = _remainder
 POINTWISE[aten.remainder.Scalar] = _remainder
+
+
+def _fmod(body, node, index):
+    """fmod: the sign of the dividend (C's %), for floats and integers alike."""
+    dt = _out_dtype(node)
+    a, b = _operands(body, node, index, 2, dt)
+    blk = _block(body, node, index)
+    if dt.is_floating_point:
+        q = body.tmp(f"{a} / {b}", dt, blk).code
+        return body.tmp(f"({a} - {b} * tl.where({q} < 0, tl.ceil({q}), tl.floor({q})))", dt, blk)
+    r = body.tmp(f"({a} % {b})", dt, blk).code  # C or Python sign, depending on the backend
+    return body.tmp(f"tl.where(({r} != 0) & (({r} < 0) != ({a} < 0)), {r} - {b}, {r})", dt, blk)
+
+
+POINTWISE[aten.fmod.Tensor] = _fmod
+POINTWISE[aten.fmod.Scalar] = _fmod
+POINTWISE[aten.true_divide.Tensor] = POINTWISE[aten.div.Tensor]

@@ -19,6 +19,7 @@ from fastc.ir import TensorType, node_type
 from ..errors import Unsupported
 from ..schedule import PERSISTENT_MAX, persistent_reduction
 from .indexing import as_expr, is_one, numel, ravel, same_size, split, symbol
+from .options import LowerOptions
 from .spec import KernelSpec, assemble, output_slots
 from .values import TL_DTYPES, KernelBody, Value, compute_dtype
 
@@ -79,9 +80,9 @@ def reduced(node) -> tuple[tuple, tuple[int, ...]]:
 
 
 class ReductionLowering:
-    def __init__(self, kernel, interpret: bool = False):
+    def __init__(self, kernel, opts: LowerOptions = LowerOptions()):
         self.kernel = kernel
-        self.body = body = KernelBody(kernel, "reduction", interpret)
+        self.body = body = KernelBody(kernel, "reduction", opts)
         self.reductions = [n for n in kernel.nodes if n.target in REDUCTIONS]
         self.shape, self.dims = reduced(self.reductions[0])
         for n in self.reductions[1:]:
@@ -394,14 +395,14 @@ class ReductionLowering:
             self.body.line(f"{name} = {self.body.code(e)}")
 
 
-def lower_reduction(kernel, persistent_max: int | None = None, interpret: bool = False) -> KernelSpec:
+def lower_reduction(kernel, opts: LowerOptions = LowerOptions()) -> KernelSpec:
     """A static row length picks looped or persistent now; a dynamic one gets both bodies under
     `if PERSISTENT:` (a constexpr), and the launcher picks per call from the real row length."""
-    looped = ReductionLowering(kernel, interpret)
-    limit = PERSISTENT_MAX if persistent_max is None else persistent_max
+    looped = ReductionLowering(kernel, opts)
+    limit = PERSISTENT_MAX if opts.persistent_max is None else opts.persistent_max
     if looped.K.is_Integer or limit <= 0:
         return looped.emit(persistent=persistent_reduction(int(looped.K) if looped.K.is_Integer else None, limit))
-    one_pass = ReductionLowering(kernel, interpret)
+    one_pass = ReductionLowering(kernel, opts)
     slots, groups = one_pass.emit_body(persistent=True)
     looped.emit_body(persistent=False)
     body = looped.body

@@ -93,6 +93,24 @@ def bindings(kernel) -> dict[str, list[list]]:
     return found
 
 
+def graph_bindings(gm) -> dict[str, tuple]:
+    """Size symbols that are sizes of the graph's inputs: name -> (placeholder index, dim or None)."""
+    found = {}
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    for i, node in enumerate(placeholders):
+        t = node_type(node)
+        if isinstance(t, TensorType):
+            for d, size in enumerate(t.shape):
+                if isinstance(size, sympy.Symbol):
+                    found.setdefault(size.name, (i, d))
+        elif isinstance(t, ScalarType) and t.kind == "int":
+            val = node.meta.get("val")
+            expr = val.node.expr if isinstance(val, torch.SymInt) else sympy.Symbol(node.name)
+            if isinstance(expr, sympy.Symbol):
+                found.setdefault(expr.name, (i, None))
+    return found
+
+
 def assemble(body, kernel, kind: str, header: list[str], slots, groups, sizes: dict, constexprs: list[str],
              covers: dict | None = None, switch: dict | None = None) -> KernelSpec:
     """The spec of a template's kernel: signature, source and launch data."""
@@ -125,9 +143,12 @@ def assemble(body, kernel, kind: str, header: list[str], slots, groups, sizes: d
                         "group": s.group, "component": s.component, "device": s.type.device})
     for expr in sizes.values():
         needed |= {x.name for x in sympy.sympify(expr).free_symbols}
+    for s in needed - set(bound):
+        if s in body.graph_symbols:  # bound by the caller from the graph's inputs
+            bound[s] = [[s, None, None]]
     missing = sorted(s for s in needed if s not in bound)
     if missing:
-        raise Unsupported(f"size symbols {', '.join(missing)} are not sizes of the kernel's inputs")
+        raise Unsupported(f"size symbols {', '.join(missing)} are not sizes of the kernel's or the graph's inputs")
     for s in plain:
         params.append(["symbol", s]); names.append(s)
     for name, expr in sizes.items():

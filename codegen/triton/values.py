@@ -20,6 +20,7 @@ from fastc.ir import ScalarType, TensorType, node_type
 from fastc.ir.op_facts import VIEW_OPS
 
 from ..errors import Unsupported
+from .options import LowerOptions
 from .indexing import Index, Unravel, broadcast, is_one, symbol, to_code
 from .views import view_index
 
@@ -64,9 +65,10 @@ class Scope:
 
 
 class KernelBody:
-    def __init__(self, kernel, kind: str, interpret: bool = False):
+    def __init__(self, kernel, kind: str, opts: LowerOptions = LowerOptions()):
         self.kernel, self.kind = kernel, kind
-        self.interpret = interpret  # Triton's interpreter: work around its bf16 rounding
+        self.interpret = opts.interpret  # Triton's interpreter: work around its bf16 rounding
+        self.graph_symbols = opts.graph_symbols
         self.members = set(kernel.nodes)
         self.lines: list[str] = []
         self.indent = 1

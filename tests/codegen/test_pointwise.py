@@ -59,7 +59,7 @@ def test_outputs_of_one_kernel_with_different_shapes_but_same_size():
 def test_dtype_casts_and_integer_inputs():
     def f(x, i, b):
         y = x.to(torch.float16).to(torch.float32) + i.to(torch.float32)
-        return y, (i * 3 + 1), torch.where(b, y, -y), (x > 0) & b, i.abs(), torch.remainder(i, -3), i % 4
+        return y, (i * 3 + 1), torch.where(b, y, -y), (x > 0) & b, i.abs(), torch.remainder(i, -3), i % 4, torch.fmod(i, 3), torch.fmod(i, -4)
     x = torch.randn(9)
     i = torch.randint(-5, 5, (9,), dtype=torch.int32)
     b = torch.rand(9) > 0.5

@@ -93,6 +93,22 @@ graph @f(%x: f32[4, 6], %b: f32[6]) {
     assert_close(tuple(run(x, b)), (a - a.amax(1, keepdim=True),))
 
 
+def test_size_symbols_bound_from_other_graph_inputs():
+    """The kernel reads only y (size 2*s0); s0 comes from x, a graph input the kernel never reads."""
+    from fastc.ir import parse_graph
+    gm = parse_graph("""
+graph @f(%x: f32[s0, 8], %y: f32[2*s0]) {
+  %a: f32[2*s0] = aten.mul.Tensor(%y, 2.0) {kernel = 0, kind = "pointwise"}
+  %b: f32[2*s0] = aten.exp.default(%a) {kernel = 0, kind = "pointwise"}
+  return (%b,)
+}""")
+    run, info = compile_planned(gm)
+    assert info.kernels == ["k0_pointwise"], info.text()
+    for n in (3, 5):
+        x, y = torch.randn(n, 8), torch.randn(2 * n)
+        assert_close(tuple(run(x, y)), ((y * 2).exp(),))
+
+
 def test_unknown_target_is_named():
     with pytest.raises(ValueError, match="valid: triton-interpret, triton"):
         compile_planned(trace(lambda x: x + 1, torch.randn(2)), "cuda")
