@@ -8,7 +8,7 @@ output must have as many elements as the iteration shape (views of it are fine).
 from __future__ import annotations
 
 from ..errors import Unsupported
-from .indexing import is_one, numel, same_size, split, symbol, to_code
+from .indexing import is_one, numel, same_size, split, symbol
 from .options import LowerOptions
 from .spec import KernelSpec, assemble, output_slots
 from .values import KernelBody

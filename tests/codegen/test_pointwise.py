@@ -1,11 +1,10 @@
 """Pointwise kernels against eager: ranks, dtypes, broadcasting, strided inputs, the op table."""
-import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from codegen_cases import NEEDS_INTERPRETER, QUIET_INTERPRETER, check, compile_fn, trace, mark
+from codegen_cases import NEEDS_INTERPRETER, QUIET_INTERPRETER, check, compile_fn
 
 pytestmark = [NEEDS_INTERPRETER, QUIET_INTERPRETER]
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from codegen_cases import NEEDS_INTERPRETER, QUIET_INTERPRETER, assert_close, check, compile_fn, mark, trace
+from codegen_cases import NEEDS_INTERPRETER, QUIET_INTERPRETER, assert_close, check, mark, trace
 
 pytestmark = [NEEDS_INTERPRETER, QUIET_INTERPRETER]
 
