@@ -44,7 +44,7 @@ def has_reduction(kernel) -> bool:
 
 @dataclass(eq=False)
 class Acc:
-    op: str                       # "sum", "max", "min", "argmax" or "argmin"
+    op: str                       # "sum", "max", "min", "argmax", "argmin" or "softmax" (online)
     value: object                 # () -> Value: the accumulated operand at the full index
     dtype: torch.dtype
     deps: set = field(default_factory=set)
@@ -52,6 +52,7 @@ class Acc:
     name: str = ""                # the row result variable, once its loop has run
     init: str | None = None       # the identity, when not the op's own (any/all)
     index: str = ""               # argmax/argmin: the row variable of the position (int64)
+    total: str = ""               # online softmax: the row's sum of exp(x - max)
 
 
 def _get(node, pos, name, default=None):
@@ -80,8 +81,8 @@ def reduced(node) -> tuple[tuple, tuple[int, ...]]:
 
 
 class ReductionLowering:
-    def __init__(self, kernel, opts: LowerOptions = LowerOptions()):
-        self.kernel = kernel
+    def __init__(self, kernel, opts: LowerOptions = LowerOptions(), persistent: bool = False):
+        self.kernel, self.persistent = kernel, persistent
         self.body = body = KernelBody(kernel, "reduction", opts)
         self.reductions = [n for n in kernel.nodes if n.target in REDUCTIONS]
         self.shape, self.dims = reduced(self.reductions[0])
@@ -202,14 +203,21 @@ class ReductionLowering:
                 b.specials[(node, 1)] = self._row(node, mean, keepdim)
         elif t in (aten._softmax.default, aten._log_softmax.default):
             cdt = compute_dtype(node_type(node).dtype)
-            mx = self._acc("max", lambda: b.cast(xval(), cdt), cdt, deps)
-            shifted = lambda index=None: b.tmp(f"{b.cast(xval(index), cdt).code} - {self.result(mx).code}", cdt)
-            total = self._acc("sum", lambda: b.tmp(f"tl.exp({shifted().code})", cdt), cdt, deps | {mx})
+            if self.persistent:  # the row is in registers: max, then the sum of exp
+                mx = self._acc("max", lambda: b.cast(xval(), cdt), cdt, deps)
+                row_max = lambda: self.result(mx)
+                total = self._acc("sum", lambda: b.tmp(f"tl.exp({shifted().code})", cdt), cdt, deps | {mx})
+                row_sum = lambda: self.result(total)
+            else:  # online: max and rescaled sum in one loop over the row
+                online = self._acc("softmax", lambda: b.cast(xval(), cdt), cdt, deps)
+                row_max = lambda: self.result(online)
+                row_sum = lambda: Value(online.total, cdt, True)
+            shifted = lambda index=None: b.tmp(f"{b.cast(xval(index), cdt).code} - {row_max().code}", cdt)
             if t is aten._softmax.default:
                 make = lambda index: b.tmp(
-                    f"{b.tmp(f'tl.exp({shifted(index).code})', cdt).code} / {self.result(total).code}", cdt)
+                    f"{b.tmp(f'tl.exp({shifted(index).code})', cdt).code} / {row_sum().code}", cdt)
             else:
-                make = lambda index: b.tmp(f"{shifted(index).code} - tl.log({self.result(total).code})", cdt)
+                make = lambda index: b.tmp(f"{shifted(index).code} - tl.log({row_sum().code})", cdt)
             b.specials[(node, None)] = self._at_row(node, make)
         elif t is aten.native_layer_norm.default:
             _, _, weight, bias, eps = node.args[:5]
@@ -258,9 +266,9 @@ class ReductionLowering:
         return found
 
     # --- emitting -------------------------------------------------------------------------
-    def emit(self, persistent: bool = False) -> KernelSpec:
-        slots, groups = self.emit_body(persistent)
-        return self.assemble(slots, groups, {"RBLOCK": "rnumel"} if persistent else None)
+    def emit(self) -> KernelSpec:
+        slots, groups = self.emit_body()
+        return self.assemble(slots, groups, {"RBLOCK": "rnumel"} if self.persistent else None)
 
     def assemble(self, slots, groups, covers=None, switch=None) -> KernelSpec:
         header = ["xoffset = tl.program_id(0).to(INDEX_DTYPE) * XBLOCK",
@@ -271,11 +279,11 @@ class ReductionLowering:
         return assemble(self.body, self.kernel, "reduction", header, slots, groups,
                         {"xnumel": numel(self.row_shape), "rnumel": self.K}, constexprs, covers, switch)
 
-    def emit_body(self, persistent: bool = False):
+    def emit_body(self):
         """Looped: one loop over the row per accumulator level, and a last one for full-shape
         outputs. Persistent: the whole row is one block (the launcher makes RBLOCK cover it), so
         every level and output is computed in one pass, each load done once."""
-        b = self.body
+        b, persistent = self.body, self.persistent
         for acc in self.accs:
             acc.level = 1 + max((d.level for d in acc.deps), default=-1)
         self._define_dims(self.xdims, self.xindex, self.row_shape)
@@ -300,10 +308,21 @@ class ReductionLowering:
                 if a.op in ("argmax", "argmin"):
                     a.index = a.name + "_index"
                     b.line(f"{a.index} = tl.zeros([XBLOCK, RBLOCK], tl.int64)")
+                if a.op == "softmax":
+                    a.total = a.name + "_sum"
+                    b.line(f"{a.total} = tl.zeros([XBLOCK, RBLOCK], {TL_DTYPES[a.dtype]})")
             self._loop()
             for a in accs:
                 v = b.cast(a.value(), a.dtype)
                 masked = f"tl.where(xmask & rmask, {v.code}, {self._init(a)})"
+                if a.op == "softmax":  # running max; the running sum rescaled to it (NaN spreads)
+                    v = b.tmp(masked, a.dtype).code
+                    new = b.tmp(f"tl.where(({v} > {a.name}) | ({v} != {v}), {v}, {a.name})", a.dtype).code
+                    scale = b.tmp(f'tl.where({new} == float("-inf"), 0.0, tl.exp({a.name} - {new}))', a.dtype).code
+                    term = b.tmp(f'tl.where({new} == float("-inf"), 0.0, tl.exp({v} - {new}))', a.dtype).code
+                    b.line(f"{a.total} = {a.total} * {scale} + {term}")
+                    b.line(f"{a.name} = {new}")
+                    continue
                 if a.op in ("argmax", "argmin"):  # strict: each lane keeps its first best position
                     m = b.tmp(masked, a.dtype).code
                     better = b.tmp(f"{m} {'>' if a.op == 'argmax' else '<'} {a.name}", torch.bool).code
@@ -323,6 +342,12 @@ class ReductionLowering:
                     best = b.fresh("best")
                     b.line(f"{best} = {self._reduce(a)}({a.name}, 1)[:, None]")
                     b.line(f"{a.index} = tl.min(tl.where({a.name} == {best}, {a.index}, {BIG_INDEX}), 1)[:, None]")
+                    b.line(f"{a.name} = {best}")
+                elif a.op == "softmax":
+                    best = b.fresh("best")
+                    b.line(f"{best} = {self._finish(a, a.name)}")
+                    b.line(f'{a.total} = tl.sum(tl.where({a.name} == float("-inf"), 0.0, '
+                           f'{a.total} * tl.exp({a.name} - {best})), 1)[:, None]')
                     b.line(f"{a.name} = {best}")
                 else:
                     b.line(f"{a.name} = {self._finish(a, a.name)}")
@@ -360,20 +385,21 @@ class ReductionLowering:
         """Code reducing `values` ([XBLOCK, RBLOCK]) along the row; float max/min give NaN for a
         row holding one, whatever the backend's tl.max does with NaN."""
         out = f"{self._reduce(acc)}({values}, 1)[:, None]"
-        if acc.op in ("max", "min") and acc.dtype.is_floating_point and acc.init is None:
+        if acc.op in ("max", "min", "softmax") and acc.dtype.is_floating_point and acc.init is None:
             return f"tl.where(tl.max(({values} != {values}).to(tl.int32), 1)[:, None] > 0, float(\"nan\"), {out})"
         return out
 
     @staticmethod
     def _reduce(acc) -> str:
-        return {"sum": "tl.sum", "max": "tl.max", "min": "tl.min", "argmax": "tl.max", "argmin": "tl.min"}[acc.op]
+        return {"sum": "tl.sum", "max": "tl.max", "min": "tl.min", "argmax": "tl.max", "argmin": "tl.min",
+                "softmax": "tl.max"}[acc.op]
 
     def _init(self, acc) -> str:
         if acc.init is not None:
             return acc.init
         if acc.op == "sum":
             return "0"
-        high = acc.op in ("max", "argmax")
+        high = acc.op in ("max", "argmax", "softmax")
         if acc.dtype.is_floating_point:
             return 'float("-inf")' if high else 'float("inf")'
         if acc.dtype is torch.bool:
@@ -401,10 +427,12 @@ def lower_reduction(kernel, opts: LowerOptions = LowerOptions()) -> KernelSpec:
     looped = ReductionLowering(kernel, opts)
     limit = PERSISTENT_MAX if opts.persistent_max is None else opts.persistent_max
     if looped.K.is_Integer or limit <= 0:
-        return looped.emit(persistent=persistent_reduction(int(looped.K) if looped.K.is_Integer else None, limit))
-    one_pass = ReductionLowering(kernel, opts)
-    slots, groups = one_pass.emit_body(persistent=True)
-    looped.emit_body(persistent=False)
+        if persistent_reduction(int(looped.K) if looped.K.is_Integer else None, limit):
+            return ReductionLowering(kernel, opts, persistent=True).emit()
+        return looped.emit()
+    one_pass = ReductionLowering(kernel, opts, persistent=True)
+    slots, groups = one_pass.emit_body()
+    looped.emit_body()
     body = looped.body
     body.lines = (["    if PERSISTENT:"] + ["    " + line for line in one_pass.body.lines]
                   + ["    else:"] + ["    " + line for line in body.lines])

@@ -1,7 +1,7 @@
 # RUN: %PYTHON %s | filecheck %s
-# A planned softmax over the last axis as Triton source: a max loop, a sum-of-exp loop that reads
-# the max, and a last loop that writes the normalised row; then run against eager with rows
-# longer than one block.
+# A planned softmax over the last axis as Triton source. Looped: one online loop (running max and
+# the sum of exp rescaled to it), then a loop that writes the normalised row; run against eager
+# with rows longer than one block. Persistent: one pass, one load.
 import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
@@ -34,18 +34,18 @@ print("persistent matches eager:", torch.allclose(out, torch.softmax(x * 0.5, -1
 # CHECK: def k0_reduction(in0_ptr, out0_ptr, in0_st0, in0_st1, xnumel, rnumel, XBLOCK: tl.constexpr, RBLOCK: tl.constexpr, INDEX_DTYPE: tl.constexpr):
 # CHECK: xindex = xoffset + tl.arange(0, XBLOCK)[:, None]
 # CHECK: [[MAX:acc[0-9]+]] = tl.full([XBLOCK, RBLOCK], float("-inf"), tl.float32)
+# CHECK: [[SUM:acc[0-9]+_sum]] = tl.zeros([XBLOCK, RBLOCK], tl.float32)
 # CHECK: for roffset in range(0, rnumel, RBLOCK):
-# CHECK: [[V:tmp[0-9]+]] = tl.where(xmask & rmask, {{.*}}, float("-inf"))
-# CHECK: [[MAX]] = tl.where(([[V]] > [[MAX]]) | ([[V]] != [[V]]), [[V]], [[MAX]])
-# CHECK: [[MAX]] = tl.where({{.*}}, float("nan"), tl.max([[MAX]], 1)[:, None])
-# CHECK: [[SUM:acc[0-9]+]] = tl.full([XBLOCK, RBLOCK], 0, tl.float32)
+# CHECK: [[NEW:tmp[0-9]+]] = tl.where(({{.*}} > [[MAX]]) | {{.*}}, [[MAX]])
+# CHECK: [[SUM]] = [[SUM]] * {{.*}} + {{.*}}
+# CHECK: [[MAX]] = [[NEW]]
+# CHECK: [[BEST:best[0-9]+]] = tl.where({{.*}}, float("nan"), tl.max([[MAX]], 1)[:, None])
+# CHECK: [[SUM]] = tl.sum({{.*}}[[SUM]] * tl.exp([[MAX]] - [[BEST]])), 1)[:, None]
 # CHECK: for roffset in range(0, rnumel, RBLOCK):
 # CHECK: - [[MAX]]
-# CHECK: [[SUM]] = [[SUM]] + tl.where(xmask & rmask,
-# CHECK: [[SUM]] = tl.sum([[SUM]], 1)[:, None]
-# CHECK: for roffset in range(0, rnumel, RBLOCK):
 # CHECK: / [[SUM]]
 # CHECK: tl.store(out0_ptr + {{.*}}, mask=xmask & rmask)
+# CHECK-NOT: for roffset
 # CHECK: matches eager: True
 # CHECK: def k0_reduction(
 # CHECK-NOT: for roffset

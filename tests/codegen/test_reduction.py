@@ -132,6 +132,25 @@ def test_max_and_min_propagate_nan_like_eager(persistent_max):
     assert_close(tuple(outs), f(x))
 
 
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_online_softmax_with_masked_rows(name):
+    """Looped (online) softmax: -inf entries, a fully -inf row, large values, against eager."""
+    from fastc.codegen.schedule import Schedule
+    from fastc.codegen.triton import lower
+    from fastc.ir.kernel_plan import KernelPlan
+    f = REDUCTIONS[name]
+    x = torch.randn(5, 40) * 30
+    x[0, :25] = float("-inf")
+    x[1] = float("-inf")
+    x[2, 33:] = float("-inf")
+    gm = mark(trace(f, x), "reduction")
+    (kernel,) = KernelPlan.of(gm).kernels
+    g = lower(kernel, gm, options={"persistent_max": 0})
+    assert g.source.count("for roffset") == 2  # one online loop, one writing loop
+    (out,) = g.run(x, schedule=Schedule(XBLOCK=2, RBLOCK=8))
+    torch.testing.assert_close(out, f(x), equal_nan=True)
+
+
 def test_integer_sum_accumulates_in_int64():
     x = torch.randint(-100, 100, (4, 9), dtype=torch.int32)
     check(lambda x: x.sum(-1), (x,), "reduction")
