@@ -5,82 +5,26 @@ outer: a row is whatever D spans, read at its strides). Composite reductions spl
 accumulators: mean and var two-pass (mean first, then squared deviations), softmax and
 log_softmax (max, then the sum of exp), layer norm (mean, variance). An accumulator that needs
 another's result runs in a later loop; each loop computes all accumulators of its level.
-Row-shaped outputs are stored after the loops; F-shaped ones in a last loop.
+Row-shaped outputs are stored after the loops; F-shaped ones in a last loop. What each op
+accumulates is in reduction_ops.py.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import sympy
 import torch
-
-from fastc.ir import TensorType, node_type
 
 from ..errors import Unsupported
 from ..schedule import PERSISTENT_MAX, persistent_reduction
 from .indexing import as_expr, is_one, numel, ravel, same_size, split, symbol
 from .options import LowerOptions
+from .reduction_ops import BIG_INDEX, REDUCTIONS, ReductionOps, has_reduction, reduced
 from .spec import KernelSpec, assemble, output_slots
-from .values import TL_DTYPES, KernelBody, Value, compute_dtype
+from .values import TL_DTYPES, KernelBody
 
-aten = torch.ops.aten
-REDUCTIONS = {
-    aten.sum.dim_IntList, aten.sum.default, aten.mean.dim, aten.mean.default, aten.amax.default,
-    aten.amin.default, aten.var.correction, aten.var_mean.correction, aten._softmax.default,
-    aten._log_softmax.default, aten.native_layer_norm.default,
-    aten.any.dim, aten.any.dims, aten.any.default, aten.all.dim, aten.all.dims, aten.all.default,
-    aten.argmax.default, aten.argmin.default, aten.max.dim, aten.min.dim,
-}
-ARG = {aten.argmax.default: "argmax", aten.argmin.default: "argmin", aten.max.dim: "argmax",
-       aten.min.dim: "argmin"}
-BIG_INDEX = str(2**63 - 1)
-LOGICAL = {aten.any.dim: "max", aten.any.dims: "max", aten.any.default: "max",
-           aten.all.dim: "min", aten.all.dims: "min", aten.all.default: "min"}
+__all__ = ["REDUCTIONS", "ReductionLowering", "has_reduction", "lower_reduction"]
 
 
-def has_reduction(kernel) -> bool:
-    return any(n.target in REDUCTIONS for n in kernel.nodes)
-
-
-@dataclass(eq=False)
-class Acc:
-    op: str                       # "sum", "max", "min", "argmax", "argmin" or "softmax" (online)
-    value: object                 # () -> Value: the accumulated operand at the full index
-    dtype: torch.dtype
-    deps: set = field(default_factory=set)
-    level: int = 0
-    name: str = ""                # the row result variable, once its loop has run
-    init: str | None = None       # the identity, when not the op's own (any/all)
-    index: str = ""               # argmax/argmin: the row variable of the position (int64)
-    total: str = ""               # online softmax: the row's sum of exp(x - max)
-
-
-def _get(node, pos, name, default=None):
-    return node.args[pos] if len(node.args) > pos else node.kwargs.get(name, default)
-
-
-def reduced(node) -> tuple[tuple, tuple[int, ...]]:
-    """(input shape, reduced dims) of reduction `node`."""
-    shape = node_type(node.args[0]).shape
-    rank, t = len(shape), node.target
-    if t in (aten._softmax.default, aten._log_softmax.default):
-        dims = [node.args[1]]
-    elif t is aten.native_layer_norm.default:
-        dims = list(range(rank - len(node.args[1]), rank))
-    elif t in (aten.sum.default, aten.mean.default, aten.any.default, aten.all.default):
-        dims = None
-    elif t in (aten.any.dim, aten.all.dim, aten.max.dim, aten.min.dim):
-        dims = [node.args[1]]
-    elif t in (aten.argmax.default, aten.argmin.default):
-        dims = None if _get(node, 1, "dim") is None else [_get(node, 1, "dim")]
-    else:
-        dims = _get(node, 1, "dim")
-    if not dims:
-        dims = list(range(rank))
-    return tuple(shape), tuple(sorted(d + rank if d < 0 else d for d in dims))
-
-
-class ReductionLowering:
+class ReductionLowering(ReductionOps):
     def __init__(self, kernel, opts: LowerOptions = LowerOptions(), persistent: bool = False):
         self.kernel, self.persistent = kernel, persistent
         self.body = body = KernelBody(kernel, "reduction", opts)
@@ -121,149 +65,6 @@ class ReductionLowering:
         self.body.unravel.register(flat, shape, tuple(names))
         return names
 
-    # --- reading results ------------------------------------------------------------------
-    def row_ok(self, index, keepdim: bool) -> bool:
-        """Is `index` (into a reduction result) the current row?"""
-        if keepdim:
-            want = tuple(sympy.Integer(0) if d in self.dims else self.full[d] for d in range(len(self.shape)))
-        else:
-            want = tuple(self.full[d] for d in range(len(self.shape)) if d not in self.dims)
-        return len(index) == len(want) and all(sympy.simplify(a - b) == 0 for a, b in zip(index, want))
-
-    def full_ok(self, index) -> bool:
-        return len(index) == len(self.full) and all(
-            d in self.dims or sympy.simplify(index[d] - self.full[d]) == 0 for d in range(len(self.full)))
-
-    def _row(self, node, make, keepdim):
-        def fn(index):
-            if not self.row_ok(index, keepdim):
-                raise Unsupported(f"{node.target} result read at another row ({index})")
-            return make()
-        return fn
-
-    def _at_row(self, node, make):
-        def fn(index):
-            if not self.full_ok(index):
-                raise Unsupported(f"{node.target} result read at another row ({index})")
-            return make(index)
-        return fn
-
-    def result(self, acc: Acc) -> Value:
-        if not acc.name:
-            raise Unsupported("a reduction result read before its loop (cycle inside the kernel)")
-        return Value(acc.name, acc.dtype, True)
-
-    # --- accumulators per reduction op ----------------------------------------------------
-    def _acc(self, op, value, dtype, deps=()):
-        acc = Acc(op, value, dtype, set(deps))
-        self.accs.append(acc)
-        return acc
-
-    def _setup(self, node):
-        b, x, t = self.body, node.args[0], node.target
-        out = node_type(node)
-        out_dtype = out.dtype if isinstance(out, TensorType) else node_type(x).dtype
-        cdt = compute_dtype(out_dtype)
-        xval = lambda index=None: b.value(x, self.full if index is None else index)
-        deps = self._upstream(x)
-        K = b.code(self.K)
-        keepdim = bool(_get(node, 2, "keepdim", False))
-        if t in (aten.sum.dim_IntList, aten.sum.default, aten.mean.dim, aten.mean.default):
-            acc = self._acc("sum", lambda: b.cast(xval(), cdt), cdt, deps)
-            mean = t in (aten.mean.dim, aten.mean.default)
-            make = (lambda: b.tmp(f"{acc.name} / {K}", cdt)) if mean else (lambda: self.result(acc))
-            b.specials[(node, None)] = self._row(node, make, keepdim)
-        elif t in LOGICAL:
-            acc = self._acc(LOGICAL[t], lambda: b.cast(b.cast(xval(), torch.bool), torch.int32), torch.int32, deps)
-            acc.init = "0" if LOGICAL[t] == "max" else "1"
-            b.specials[(node, None)] = self._row(node, lambda: b.tmp(f"({acc.name} != 0)", torch.bool), keepdim)
-        elif t in ARG:
-            vdt = compute_dtype(node_type(x).dtype)
-            acc = self._acc(ARG[t], lambda: b.cast(xval(), vdt), vdt, deps)
-            position = self._row(node, lambda: Value(acc.index, torch.int64, True), keepdim)
-            if t in (aten.max.dim, aten.min.dim):
-                b.specials[(node, 0)] = self._row(node, lambda: self.result(acc), keepdim)
-                b.specials[(node, 1)] = position
-            else:
-                b.specials[(node, None)] = position
-        elif t in (aten.amax.default, aten.amin.default):
-            acc = self._acc("max" if t is aten.amax.default else "min", lambda: b.cast(xval(), cdt), cdt, deps)
-            b.specials[(node, None)] = self._row(node, lambda: self.result(acc), keepdim)
-        elif t in (aten.var.correction, aten.var_mean.correction):
-            keepdim = bool(node.kwargs.get("keepdim", False))
-            correction = node.kwargs.get("correction", 1)
-            correction = 1 if correction is None else correction
-            if isinstance(correction, float) and correction.is_integer():
-                correction = int(correction)
-            mean, var = self._moments(x, cdt, deps, correction)
-            if t is aten.var.correction:
-                b.specials[(node, None)] = self._row(node, var, keepdim)
-            else:
-                b.specials[(node, 0)] = self._row(node, var, keepdim)
-                b.specials[(node, 1)] = self._row(node, mean, keepdim)
-        elif t in (aten._softmax.default, aten._log_softmax.default):
-            cdt = compute_dtype(node_type(node).dtype)
-            if self.persistent:  # the row is in registers: max, then the sum of exp
-                mx = self._acc("max", lambda: b.cast(xval(), cdt), cdt, deps)
-                row_max = lambda: self.result(mx)
-                total = self._acc("sum", lambda: b.tmp(f"tl.exp({shifted().code})", cdt), cdt, deps | {mx})
-                row_sum = lambda: self.result(total)
-            else:  # online: max and rescaled sum in one loop over the row
-                online = self._acc("softmax", lambda: b.cast(xval(), cdt), cdt, deps)
-                row_max = lambda: self.result(online)
-                row_sum = lambda: Value(online.total, cdt, True)
-            shifted = lambda index=None: b.tmp(f"{b.cast(xval(index), cdt).code} - {row_max().code}", cdt)
-            if t is aten._softmax.default:
-                make = lambda index: b.tmp(
-                    f"{b.tmp(f'tl.exp({shifted(index).code})', cdt).code} / {row_sum().code}", cdt)
-            else:
-                make = lambda index: b.tmp(f"{shifted(index).code} - tl.log({row_sum().code})", cdt)
-            b.specials[(node, None)] = self._at_row(node, make)
-        elif t is aten.native_layer_norm.default:
-            _, _, weight, bias, eps = node.args[:5]
-            mean, var = self._moments(x, cdt, deps, 0)
-            rstd = lambda: b.tmp(f"tl.rsqrt({var().code} + {eps!r})", cdt)
-            axis = len(self.shape) - len(node.args[1])
-
-            def normed(index):
-                y = b.tmp(f"({b.cast(xval(index), cdt).code} - {mean().code}) * {rstd().code}", cdt).code
-                if weight is not None:
-                    y = b.tmp(f"{y} * {b.cast(b.value(weight, index[axis:]), cdt).code}", cdt).code
-                if bias is not None:
-                    y = b.tmp(f"{y} + {b.cast(b.value(bias, index[axis:]), cdt).code}", cdt).code
-                return Value(y, cdt, True)
-            b.specials[(node, 0)] = self._at_row(node, normed)
-            b.specials[(node, 1)] = self._row(node, mean, True)
-            b.specials[(node, 2)] = self._row(node, rstd, True)
-        else:
-            raise Unsupported(f"{t} in a reduction kernel")
-        self.node_accs[node] = [a for a in self.accs if a not in sum(self.node_accs.values(), [])]
-
-    def _moments(self, x, cdt, deps, correction):
-        """Two-pass mean and variance of x over the row: (mean(), var()) value makers."""
-        b, K = self.body, self.body.code(self.K)
-        total = self._acc("sum", lambda: b.cast(b.value(x, self.full), cdt), cdt, deps)
-        mean = lambda: b.tmp(f"{self.result(total).code} / {K}", cdt)
-
-        def squared():
-            d = b.tmp(f"{b.cast(b.value(x, self.full), cdt).code} - {mean().code}", cdt).code
-            return b.tmp(f"{d} * {d}", cdt)
-        sq = self._acc("sum", squared, cdt, deps | {total})
-        divisor = b.code(sympy.Max(self.K - correction, 0)) if correction else K
-        var = lambda: b.tmp(f"{self.result(sq).code} / {divisor}", cdt)
-        return mean, var
-
-    def _upstream(self, node) -> set:
-        """Accumulators of the reductions `node` depends on inside the kernel."""
-        seen, stack, found = set(), [node], set()
-        while stack:
-            n = stack.pop()
-            if n in seen or n not in self.body.members:
-                continue
-            seen.add(n)
-            found |= set(self.node_accs.get(n, ()))
-            stack += n.all_input_nodes
-        return found
 
     # --- emitting -------------------------------------------------------------------------
     def emit(self) -> KernelSpec:
