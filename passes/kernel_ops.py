@@ -62,7 +62,8 @@ def classify(node: fx.Node) -> OpClass | None:
         if not isinstance(x, TensorType):
             return None
         dims = _reduced_dims(target, node, len(x.shape))
-        return None if dims is None else OpClass("reduction", x.shape, dims)
+        # No dims to reduce (a 0-d input): nothing for a reduction kernel to do; runs as ATen.
+        return None if not dims else OpClass("reduction", x.shape, dims)
     if target in KERNEL_VIEWS and isinstance(out, TensorType):
         return OpClass("view", out.shape)
     if isinstance(target, torch._ops.OpOverload) and isinstance(out, TensorType) and (

@@ -112,7 +112,7 @@ def _compare(actual, expected, random: bool, what: str = "output"):
                                        msg=lambda m, i=i: f"{what} {i}: {m}")
 
 
-def check_op(op, backend: str = "fastc", grad: bool = False) -> dict:
+def check_op(op, backend: str = "fastc", grad: bool = False, options: dict | None = None) -> dict:
     """Runs the op's first float32 sample eagerly and compiled with `backend`; raises on a mismatch.
     With `grad`, the sample requires grad and the input gradients are compared as well.
 
@@ -145,7 +145,7 @@ def check_op(op, backend: str = "fastc", grad: bool = False) -> dict:
         graphs += 1
         if backend == "fastc":
             from fastc import fastc_backend
-            return fastc_backend(gm, example_inputs, options=FASTC_OPTIONS)
+            return fastc_backend(gm, example_inputs, options={**FASTC_OPTIONS, **(options or {})})
         return torch._dynamo.lookup_backend(backend)(gm, example_inputs)
 
     torch._dynamo.reset()
@@ -166,6 +166,7 @@ def check_op(op, backend: str = "fastc", grad: bool = False) -> dict:
 
 
 GRAD_PREFIX = "grad:"
+TRITON_PREFIX = "triton:"
 #: Set FASTC_OPINFO_GRAD=1 to sweep gradients too (about as long again as the forward sweep).
 SWEEP_GRAD = os.environ.get("FASTC_OPINFO_GRAD", "0") == "1"
 
@@ -183,7 +184,8 @@ def _params(prefix: str = ""):
 
 def test_table_names_only_swept_ops():
     keys = {op_key(op) for op in swept_ops()}
-    stale = sorted(k for k in EXPECTED_FAILURES if k.removeprefix(GRAD_PREFIX) not in keys)
+    stale = sorted(k for k in EXPECTED_FAILURES
+                   if k.removeprefix(GRAD_PREFIX).removeprefix(TRITON_PREFIX) not in keys)
     assert not stale, f"expected failures name ops that are not swept: {stale}"
 
 
@@ -200,5 +202,16 @@ def test_op_matches_eager(op):
 def test_op_gradients_match_eager(op):
     try:
         check_op(op, "fastc", grad=True)
+    finally:
+        torch._dynamo.reset()
+
+
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1",
+                    reason="needs TRITON_INTERPRET=1 before Python starts (scripts/test.sh sets it)")
+@pytest.mark.parametrize("op", _params(TRITON_PREFIX))
+def test_op_through_generated_triton_matches_eager(op):
+    """The same sweep with planned kernels lowered to Triton (run by Triton's interpreter)."""
+    try:
+        check_op(op, "fastc", options={"target": "triton-interpret"})
     finally:
         torch._dynamo.reset()
