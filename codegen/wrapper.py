@@ -57,8 +57,13 @@ def _interpreting() -> bool:
         return False
 
 
-def compile_planned(gm: fx.GraphModule, target: str = "triton-interpret", *, options: dict | None = None):
-    """(callable(*args) -> graph outputs, CompileInfo) for planned graph `gm`."""
+def compile_planned(gm: fx.GraphModule, target: str = "triton-interpret", *, options: dict | None = None,
+                    strict: bool = False):
+    """(callable(*args) -> graph outputs, CompileInfo) for planned graph `gm`.
+
+    `strict`: a kernel whose lowering or first run fails with anything but Unsupported (a bug in
+    code generation, not a missing feature) raises instead of running as ATen.
+    """
     prepare_triton(target)
     from .triton import lower
     info = CompileInfo(target)
@@ -70,10 +75,15 @@ def compile_planned(gm: fx.GraphModule, target: str = "triton-interpret", *, opt
         except Unsupported as e:
             info.fallbacks.append((k.name, e.reason))
             continue
+        except Exception as e:  # noqa: BLE001 - a lowering bug must not fail a model
+            if strict:
+                raise
+            info.fallbacks.append((k.name, f"lowering failed: {type(e).__name__}: {e}"))
+            continue
         generated[k.id] = g
         info.kernels.append(g.name)
         info.sources[g.name] = g.source
-    runner = _Runner(gm, plan, generated, info)
+    runner = _Runner(gm, plan, generated, info, strict)
     return runner, info
 
 
@@ -81,8 +91,8 @@ class _Runner:
     """Steps in dependency order (a graph node, or a whole kernel); values are dropped after
     their last use, so peak memory stays near eager's."""
 
-    def __init__(self, gm, plan, generated, info):
-        self.gm, self.generated, self.info = gm, generated, info
+    def __init__(self, gm, plan, generated, info, strict: bool = False):
+        self.gm, self.generated, self.info, self.strict = gm, generated, info, strict
         self.tried: set[int] = set()
         self.steps = _steps(gm, plan)
         self.placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
@@ -113,7 +123,7 @@ class _Runner:
             except Unsupported:
                 pass  # these sizes only (say, empty rows): this call runs as ATen
             except Exception as e:  # noqa: BLE001 - first call only: generated code must not fail a model
-                if kernel.id in self.tried:
+                if kernel.id in self.tried or self.strict:
                     raise
                 self.generated.pop(kernel.id)
                 self.info.kernels.remove(g.name)

@@ -193,9 +193,10 @@ def _generate_code(gm: fx.GraphModule, opts: Options, report: GraphReport, dump:
     if target == "aten":
         return None
     from fastc.codegen.wrapper import compile_planned
-    runner, info = compile_planned(gm, target)
-    report.generated_kernels = list(info.kernels)
-    report.aten_kernels = [f"{name}: {reason}" for name, reason in info.fallbacks]
+    runner, info = compile_planned(gm, target, strict=opts.on_error == "raise")
+    # The report shares the lists: a kernel that fails on its first call moves to the fallbacks.
+    report.generated_kernels = info.kernels
+    report.aten_kernels = info.fallbacks
     for name, source in info.sources.items():
         dump.text(f"kernel_{name}.py", source)
     return runner

@@ -34,7 +34,7 @@ class GraphReport:
     kernels: list[str] = field(default_factory=list)   # the kernel plan, one line per kernel
     unplanned_ops: int = 0         # ops outside kernels that do work (not views or getitem)
     generated_kernels: list[str] = field(default_factory=list)  # kernels that run generated code
-    aten_kernels: list[str] = field(default_factory=list)       # planned kernels run as ATen: why
+    aten_kernels: list[tuple[str, str]] = field(default_factory=list)  # planned kernels run as ATen, and why
     bytes_fused: int | str = 0     # bytes the planned kernels read and write ...
     bytes_unfused: int | str = 0   # ... and what the same ops move one by one
 
@@ -55,7 +55,7 @@ class GraphReport:
         if self.target != "aten":
             lines.append(f"  target {self.target}: {len(self.generated_kernels)} generated kernels, "
                          f"{len(self.aten_kernels)} planned kernels run as ATen")
-            lines += [f"    ATen: {k}" for k in self.aten_kernels]
+            lines += [f"    ATen: {name}: {reason}" for name, reason in self.aten_kernels]
         return "\n".join(lines)
 
     def json(self) -> str:

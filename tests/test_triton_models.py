@@ -34,8 +34,8 @@ def test_model_runs_generated_kernels(name):
     KERNEL_TABLE.append((name, generated, aten, err))
     print(f"{name}: {generated} generated kernels, {aten} planned kernels as ATen, max error {err:.2e}")
     for r in reports:
-        for line in r.aten_kernels:
-            print("   ", line)
+        for kernel, reason in r.aten_kernels:
+            print(f"    {kernel}: {reason}")
     torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4)
     assert all(r.target == "triton-interpret" and r.fallback is None for r in reports)
     assert generated > 0

@@ -67,6 +67,18 @@ def test_kernel_failing_on_first_call_falls_back(monkeypatch):
     assert "simulated compile error" in info.fallbacks[0][1] and info.kernels == []
 
 
+def test_strict_raises_when_generated_code_fails(monkeypatch):
+    from fastc.codegen.triton.launcher import GeneratedKernel
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("simulated compile error")
+    x = torch.randn(4)
+    run, info = compile_planned(mark(trace(lambda x: x.exp() + 1, x), "pointwise"), strict=True)
+    monkeypatch.setattr(GeneratedKernel, "run", broken)
+    with pytest.raises(RuntimeError, match="simulated compile error"):
+        run(x)
+
+
 def test_empty_rows_run_as_aten_for_that_call():
     gm = mark(trace(lambda x: (x * 2).sum(-1), torch.randn(3, 5), symbolic=True), "reduction")
     run, info = compile_planned(gm)
