@@ -11,9 +11,9 @@ from codegen_cases import NEEDS_INTERPRETER, QUIET_INTERPRETER, assert_close, ma
 pytestmark = [NEEDS_INTERPRETER, QUIET_INTERPRETER]
 
 
-def compile_planned(gm, target="triton-interpret"):
+def compile_planned(gm, target="triton-interpret", **kwargs):
     from fastc.codegen.wrapper import compile_planned as compile_
-    return compile_(gm, target)
+    return compile_(gm, target, **kwargs)
 
 
 def test_graph_with_several_kernels_and_aten_ops_between():
