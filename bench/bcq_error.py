@@ -11,27 +11,17 @@ Writes docs/benchmarks/bcq_error.md and docs/benchmarks/bcq_error.png.
     python bench/bcq_error.py [--out docs/benchmarks] [--rows 512] [--cols 1024]
 """
 import argparse
-import platform
 import time
 from pathlib import Path
 
 import torch
 
 from fastc.kernels.bcq import bcq_quantize, pack, rtn_dequantized
+from fastc.machine import cpu_name
 
 GROUP_SIZE = 128
 POW2_TERMS = 2
 BITS = (1, 2, 3, 4)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def weights(kind: str, rows: int, cols: int) -> torch.Tensor:
@@ -100,7 +90,7 @@ def write_markdown(path: Path, results, sizes, rows, cols, wall):
     lines = [
         "# BCQ quantization error vs round-to-nearest",
         "",
-        f"Written by `bench/bcq_error.py` on {cpu_model()} (CPU only; torch {torch.__version__}, "
+        f"Written by `bench/bcq_error.py` on {cpu_name()} (CPU only; torch {torch.__version__}, "
         f"{wall:.0f} s). Weights {rows} x {cols}, group size {GROUP_SIZE}, power-of-two scales "
         f"with at most {POW2_TERMS} terms, 10 alternating rounds. Calibration: {4 * cols} "
         f"correlated input rows (low rank + noise + outlier channels); output error on "
@@ -153,7 +143,7 @@ def write_plot(path: Path, results):
             if row == 1:
                 ax.set_xlabel("bits")
     axes[0][0].legend(fontsize=8)
-    figure.suptitle(f"BCQ vs round-to-nearest, group {GROUP_SIZE} ({cpu_model()})")
+    figure.suptitle(f"BCQ vs round-to-nearest, group {GROUP_SIZE} ({cpu_name()})")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
 

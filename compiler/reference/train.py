@@ -13,19 +13,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..machine import cpu_name
 from . import catalog, weights_io
 from .harness import weight_stats
 from .training import TrainSettings, train
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def train_reference(name: str, *, settings: TrainSettings | None = None, config: dict | None = None,
