@@ -11,13 +11,17 @@ script times the GPU path (fastc target "triton"); results name the machine.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
-import torch
+# Compile times are for a cold compile: Inductor's on-disk caches would otherwise answer a rerun.
+os.environ.setdefault("TORCHINDUCTOR_FORCE_DISABLE_CACHES", "1")
 
-from fastc import demo_models, machine
-from fastc.report import REPORTS
+import torch  # noqa: E402
+
+from fastc import demo_models, machine  # noqa: E402
+from fastc.report import REPORTS  # noqa: E402
 
 
 def _models(names, device):
