@@ -39,6 +39,10 @@ def lower_matmul(kernel, opts: LowerOptions = LowerOptions()) -> KernelSpec:
     N = b_shape[-1]
     if any(as_expr(d) == 0 for d in (M, N, K)):
         raise Unsupported(f"{mm.target} with an empty dimension (M, N, K = {M}, {N}, {K})")
+    if is_one(M) or is_one(N):
+        # The template's loads drop size-1 dims from their pointers but not from their masks.
+        raise Unsupported(f"{mm.target} with M or N of size 1 (M, N, K = {M}, {N}, {K}): "
+                          "a matrix-vector product")
     out_dtype = node_type(mm).dtype
     if out_dtype not in (torch.float32, torch.float16, torch.bfloat16):
         raise Unsupported(f"{mm.target} of {out_dtype}")

@@ -73,8 +73,8 @@ POINTWISE = {
     aten.hardtanh.default: clamp,
     # min, max, clamping, selection
     aten.maximum.default: arith(MAX, 2), aten.minimum.default: arith(MIN, 2),
-    aten.fmax.default: floating("tl.where({0} != {0}, {1}, tl.where(({1} != {1}) | ({0} > {1}), {0}, {1}))", 2),
-    aten.fmin.default: floating("tl.where({0} != {0}, {1}, tl.where(({1} != {1}) | ({0} < {1}), {0}, {1}))", 2),
+    aten.fmax.default: floating("tl.where({0} != {0}, {1}, tl.where({1} != {1}, {0}, tl.where({0} > {1}, {0}, {1})))", 2),
+    aten.fmin.default: floating("tl.where({0} != {0}, {1}, tl.where({1} != {1}, {0}, tl.where({0} < {1}, {0}, {1})))", 2),
     aten.clamp.default: clamp, aten.clamp.Tensor: clamp, aten.clamp_min.default: clamp,
     aten.clamp_max.default: clamp,
     aten.where.self: where,

@@ -183,8 +183,10 @@ def copy(body, node, index):
 
 # tanh from exp of a non-positive argument (no overflow); no libdevice in the interpreter.
 TANH = "(tl.where({0} >= 0, 1.0, -1.0) * (1.0 - tl.exp(-2.0 * tl.abs({0}))) / (1.0 + tl.exp(-2.0 * tl.abs({0}))))"
-MAX = "tl.where(({0} > {1}) | ({0} != {0}), {0}, {1})"
-MIN = "tl.where(({0} < {1}) | ({0} != {0}), {0}, {1})"
+# NaN propagates from either side. Nested wheres, not `|`: Triton's interpreter cannot `|` a
+# scalar (a 0-d input) with a block.
+MAX = "tl.where({0} != {0}, {0}, tl.where({0} > {1}, {0}, {1}))"
+MIN = "tl.where({0} != {0}, {0}, tl.where({0} < {1}, {0}, {1}))"
 
 
 def isnan(body, node, index):

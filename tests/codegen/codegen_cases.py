@@ -34,7 +34,8 @@ def mark(gm, kind, select=None, kernel=0):
 def compile_fn(fn, args, kind, select=None, symbolic=False):
     from fastc.codegen.wrapper import compile_planned
     gm = mark(trace(fn, *args, symbolic=symbolic), kind, select)
-    return compile_planned(gm, "triton-interpret")
+    # strict: generated code that fails when run raises here, instead of quietly running as ATen.
+    return compile_planned(gm, "triton-interpret", strict=True)
 
 
 def assert_close(actual, expected, dtype=torch.float32):
@@ -55,4 +56,5 @@ def check(fn, args, kind, select=None, dtype=torch.float32, generated=1, symboli
     run, info = compile_fn(fn, args, kind, select, symbolic)
     assert len(info.kernels) == generated, info.text()
     assert_close(run(*args), fn(*args), dtype)
+    assert len(info.kernels) == generated, info.text()
     return run, info

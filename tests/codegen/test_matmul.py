@@ -3,15 +3,27 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from codegen_cases import NEEDS_INTERPRETER, QUIET_INTERPRETER, check
+from codegen_cases import NEEDS_INTERPRETER, QUIET_INTERPRETER, assert_close, check, mark, trace
 
 pytestmark = [NEEDS_INTERPRETER, QUIET_INTERPRETER]
 
 
-@pytest.mark.parametrize("mnk", [(5, 7, 20), (33, 17, 70), (1, 64, 16)], ids=str)
+@pytest.mark.parametrize("mnk", [(5, 7, 20), (33, 17, 70), (6, 5, 1)], ids=str)
 def test_mm(mnk):
     m, n, k = mnk
     check(torch.mm, (torch.randn(m, k), torch.randn(k, n)), "matmul")
+
+
+@pytest.mark.parametrize("mnk", [(1, 64, 16), (5, 1, 16)], ids=str)
+def test_matrix_vector_products_run_as_aten_with_a_reason(mnk):
+    from fastc.codegen.wrapper import compile_planned
+    m, n, k = mnk
+    a, b = torch.randn(m, k), torch.randn(k, n)
+    run, info = compile_planned(mark(trace(torch.mm, a, b), "matmul"), "triton-interpret", strict=True)
+    ((_, reason),) = info.fallbacks
+    assert "M or N of size 1" in reason and info.kernels == []
+    out = run(a, b)
+    assert_close(out[0] if isinstance(out, (tuple, list)) else out, a @ b)
 
 
 def test_linear_with_bias_activation_and_residual():
