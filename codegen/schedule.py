@@ -7,7 +7,7 @@ model or autotuner can replace `heuristic_schedule` without touching the lowerin
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -61,3 +61,30 @@ def heuristic_schedule(kernel, sizes: dict[str, int]) -> Schedule:
         return Schedule(BLOCK_M=tile(sizes["M"], 64), BLOCK_N=tile(sizes["N"], 64),
                         BLOCK_K=tile(sizes["K"], 32), num_warps=4, num_stages=3)
     raise ValueError(f"unknown kernel kind {kind!r} (valid: pointwise, reduction, matmul)")
+
+
+def candidate_schedules(kind: str, sizes: dict[str, int]) -> list[Schedule]:
+    """Schedules worth measuring for `mode="max-autotune"`: the heuristic's first, then variants
+    of block sizes and warps around it (all legal: the launcher widens blocks a kernel needs)."""
+    base = heuristic_schedule(kind, sizes)
+    out = [base]
+    if kind == "pointwise":
+        for block in (256, 512, 1024, 2048):
+            for warps in (2, 4, 8):
+                out.append(Schedule(XBLOCK=min(block, max(16, next_pow2(sizes["xnumel"]))), num_warps=warps))
+    elif kind == "reduction":
+        for xblock in (1, 2, 4, 8, 16):
+            for warps in (2, 4, 8):
+                out.append(replace(base, XBLOCK=min(xblock, next_pow2(sizes["xnumel"])), num_warps=warps))
+    elif kind == "matmul":
+        def tile(n, cap):
+            return min(cap, max(16, next_pow2(n)))
+        for bm, bn, bk, warps, stages in ((32, 32, 32, 4, 2), (64, 64, 32, 4, 3), (128, 64, 32, 4, 3),
+                                          (64, 128, 32, 4, 3), (128, 128, 32, 8, 3), (128, 128, 64, 8, 4)):
+            out.append(Schedule(BLOCK_M=tile(sizes["M"], bm), BLOCK_N=tile(sizes["N"], bn),
+                                BLOCK_K=tile(sizes["K"], bk), num_warps=warps, num_stages=stages))
+    unique = []
+    for s in out:
+        if s not in unique:
+            unique.append(s)
+    return unique

@@ -26,6 +26,7 @@ class CompileInfo:
     kernels: list[str] = field(default_factory=list)            # generated kernels, by name
     sources: dict[str, str] = field(default_factory=dict)       # kernel name -> Triton source
     fallbacks: list[tuple[str, str]] = field(default_factory=list)  # (kernel name, reason)
+    tuner: object = None                                         # the Autotuner, with max-autotune
 
     def text(self) -> str:
         lines = [f"{len(self.kernels)} generated kernels ({self.target}), {len(self.fallbacks)} run as ATen"]
@@ -58,11 +59,12 @@ def _interpreting() -> bool:
 
 
 def compile_planned(gm: fx.GraphModule, target: str = "triton-interpret", *, options: dict | None = None,
-                    strict: bool = False):
+                    strict: bool = False, autotune: bool = False):
     """(callable(*args) -> graph outputs, CompileInfo) for planned graph `gm`.
 
     `strict`: a kernel whose lowering or first run fails with anything but Unsupported (a bug in
     code generation, not a missing feature) raises instead of running as ATen.
+    `autotune`: measure candidate schedules per kernel and problem size (mode="max-autotune").
     """
     prepare_triton(target)
     from .triton import lower
@@ -84,12 +86,17 @@ def compile_planned(gm: fx.GraphModule, target: str = "triton-interpret", *, opt
         info.kernels.append(g.name)
         info.sources[g.name] = g.source
     runner = _Runner(gm, plan, generated, info, strict)
+    if autotune:
+        from .autotune import Autotuner
+        runner.tuner = info.tuner = Autotuner()
     return runner, info
 
 
 class _Runner:
     """Steps in dependency order (a graph node, or a whole kernel); values are dropped after
     their last use, so peak memory stays near eager's."""
+
+    tuner = None
 
     def __init__(self, gm, plan, generated, info, strict: bool = False):
         self.gm, self.generated, self.info, self.strict = gm, generated, info, strict
@@ -119,7 +126,8 @@ class _Runner:
         if g is not None:
             inputs = [env[n] for n in kernel.inputs]
             try:
-                values = g.run(*inputs, symbols=self.sizes)
+                values = (self.tuner.run(g, inputs, self.sizes) if self.tuner is not None
+                          else g.run(*inputs, symbols=self.sizes))
             except Unsupported:
                 pass  # these sizes only (say, empty rows): this call runs as ATen
             except Exception as e:  # noqa: BLE001 - first call only: generated code must not fail a model

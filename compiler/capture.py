@@ -193,7 +193,8 @@ def _generate_code(gm: fx.GraphModule, opts: Options, report: GraphReport, dump:
     if target == "aten":
         return None
     from fastc.codegen.wrapper import compile_planned
-    runner, info = compile_planned(gm, target, strict=opts.on_error == "raise")
+    runner, info = compile_planned(gm, target, strict=opts.on_error == "raise",
+                                   autotune=opts.mode.startswith("max-autotune"))
     # The report shares the lists: a kernel that fails on its first call moves to the fallbacks.
     report.generated_kernels = info.kernels
     report.aten_kernels = info.fallbacks

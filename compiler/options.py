@@ -32,13 +32,13 @@ class Options:
     #: kernels, CUDA), "triton-interpret" (generated Triton through Triton's interpreter on CPU:
     #: for testing, slow), or "auto" (triton for CUDA graphs, aten otherwise).
     target: str = "auto"
-    #: Compilation mode, from torch.compile's `mode` ("max-autotune" measures candidate schedules
-    #: once schedules exist).
+    #: Compilation mode, from torch.compile's `mode` or this option (torch.compile refuses both
+    #: `mode` and `options`): "max-autotune" measures candidate schedules of each generated kernel.
     mode: str = "default"
 
     @staticmethod
     def keys() -> list[str]:
-        return [f.name for f in dataclasses.fields(Options) if f.name != "mode"]
+        return [f.name for f in dataclasses.fields(Options)]
 
 
 def _fail(key, value, valid) -> ValueError:
@@ -52,7 +52,10 @@ def make_options(options: dict | None = None, mode: str | None = None) -> Option
     for key in options:
         if key not in valid_keys:
             raise ValueError(f"unknown fastc option {key!r} (valid: {', '.join(valid_keys)})")
-    mode = mode or "default"
+    # torch.compile takes `mode` or `options`, not both: `options={"mode": ...}` gives both.
+    if mode is not None and "mode" in options and options["mode"] != mode:
+        raise ValueError(f"fastc mode given twice: mode={mode!r} and options['mode']={options['mode']!r}")
+    mode = mode or options.get("mode") or "default"
     if mode not in MODES:
         raise ValueError(f"fastc mode {mode!r} is not valid (valid: {', '.join(MODES)})")
     kwargs: dict = {"mode": mode}

@@ -19,7 +19,7 @@ def test_defaults():
 
 
 @pytest.mark.parametrize("options, pattern", [
-    ({"fuse_max": 3}, r"unknown fastc option 'fuse_max' \(valid: debug_dir, freeze, passes, disable, verify, on_error, target\)"),
+    ({"fuse_max": 3}, r"unknown fastc option 'fuse_max' \(valid: debug_dir, freeze, passes, disable, verify, on_error, target, mode\)"),
     ({"freeze": "yes"}, r"fastc option freeze='yes' is not valid \(valid: True or False\)"),
     ({"on_error": "ignore"}, r"on_error='ignore' is not valid \(valid: fallback, raise\)"),
     ({"passes": "dead-code,nope"}, r"passes='dead-code,nope': unknown pass 'nope' \(valid: "),

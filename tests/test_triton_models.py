@@ -56,3 +56,17 @@ def test_dynamic_shapes_one_compilation_serves_several_sizes():
     reports = REPORTS[start:]
     assert len(reports) == 1, [r.text() for r in reports]
     assert len(reports[0].generated_kernels) >= 3
+
+
+def test_max_autotune_through_torch_compile():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.LayerNorm(32)).eval()
+    torch._dynamo.reset()
+    start = len(REPORTS)
+    compiled = torch.compile(model, backend="fastc", options={
+        "target": "triton-interpret", "mode": "max-autotune", "on_error": "raise"})
+    x = torch.randn(4, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-5)
+    (report,) = REPORTS[start:]
+    assert len(report.generated_kernels) == 2

@@ -44,7 +44,7 @@ class GeneratedKernel:
         spec = self.spec
         self._check(inputs)
         env = self._bind(inputs, symbols or {})
-        ev = lambda code: int(eval(self._host[code], {"__builtins__": {"max": max, "min": min}}, env))
+        ev = self._evaluator(env)
         device = next((x.device for x in inputs if isinstance(x, torch.Tensor)), None)
         device = device or torch.device(spec.outputs[0].get("device", "cpu") if spec.outputs else "cpu")
         outs = [torch.empty([ev(c) for c in o["shape"]], dtype=dtype_of(o["dtype"]), device=device)
@@ -83,6 +83,14 @@ class GeneratedKernel:
             *args, **schedule.constexprs(spec.kind), **switches, INDEX_DTYPE=tl.int64 if wide else tl.int32,
             num_warps=schedule.num_warps, num_stages=schedule.num_stages)
         return result
+
+    def problem_sizes(self, *inputs, symbols: dict | None = None) -> dict[str, int]:
+        """The sizes a schedule is chosen for (xnumel, rnumel or M, N, K) at these inputs."""
+        ev = self._evaluator(self._bind(inputs, symbols or {}))
+        return {k: ev(c) for k, c in self.spec.sizes.items()}
+
+    def _evaluator(self, env):
+        return lambda code: int(eval(self._host[code], {"__builtins__": {"max": max, "min": min}}, env))
 
     def _bind(self, inputs, symbols) -> dict[str, int]:
         env: dict[str, int] = {}

@@ -136,3 +136,18 @@ def test_interpret_target_explains_triton_imported_without_interpreter():
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert "set TRITON_INTERPRET=1" in out.stdout, out.stdout + out.stderr
+
+
+def test_max_autotune_measures_candidates_and_keeps_the_fastest():
+    from fastc.codegen.schedule import candidate_schedules, heuristic_schedule
+    x = torch.randn(6, 40)
+    run, info = compile_planned(mark(trace(lambda x: torch.softmax(x * 2, -1), x), "reduction"),
+                                strict=True, autotune=True)
+    assert_close(run(x), torch.softmax(x * 2, -1))
+    ((key, timings),) = info.tuner.timings.items()
+    sizes = {"xnumel": 6, "rnumel": 40}
+    assert len(timings) == len(candidate_schedules("reduction", sizes)) > 1
+    assert candidate_schedules("reduction", sizes)[0] == heuristic_schedule("reduction", sizes)
+    assert info.tuner.best[key] == timings[0][1] and timings == sorted(timings, key=lambda t: t[0])
+    assert_close(run(x), torch.softmax(x * 2, -1))  # the second call runs the winner only
+    assert len(info.tuner.timings) == 1
