@@ -7,7 +7,7 @@ import torch
 import torch.fx as fx
 
 from fastc.ir.constants import add_constant, constant_value, is_constant
-from fastc.ir.evaluate import constant_inputs_only
+from fastc.ir.evaluate import constant_inputs_only, evaluate
 from fastc.ir.op_facts import is_pure
 
 from .base import Pass, register
@@ -32,8 +32,7 @@ class FoldConstants(Pass):
                 continue
             inputs = [constant_value(a) for a in node.all_input_nodes if is_constant(a)]
             try:
-                with torch.no_grad():
-                    value = node.target(*_substitute(node.args), **_substitute(node.kwargs))
+                value = evaluate(node, depth=1)  # its inputs are constants: one op to run
             except Exception:  # an op that cannot run on these values is left to run later
                 continue
             if not isinstance(value, torch.Tensor):
@@ -47,12 +46,3 @@ class FoldConstants(Pass):
             folded += 1
         return folded
 
-
-def _substitute(value):
-    if isinstance(value, fx.Node):
-        return constant_value(value)
-    if isinstance(value, (list, tuple)):
-        return type(value)(_substitute(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _substitute(v) for k, v in value.items()}
-    return value

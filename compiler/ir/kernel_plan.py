@@ -106,8 +106,7 @@ def tensor_bytes(node: fx.Node):
 
 
 def _itemsize(t: TensorType) -> int:
-    import torch
-    return torch.empty((), dtype=t.dtype).element_size()
+    return t.dtype.itemsize
 
 
 def _bytes(nodes):
