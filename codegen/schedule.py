@@ -20,6 +20,8 @@ class Schedule:
     GROUP_M: int = 8        # matmul: tiles of GROUP_M rows of tiles run together (L2 reuse)
     num_warps: int = 4
     num_stages: int = 1
+    parallel: bool = False  # native CPU: outermost parallel loops run on OpenMP threads
+    tile: int = 0           # native CPU: tile of the outermost parallel loop (0: none)
 
     def constexprs(self, kind: str) -> dict[str, int]:
         """The block sizes a kernel of `kind` takes as `tl.constexpr` arguments."""
@@ -41,13 +43,20 @@ def persistent_reduction(rnumel, limit: int = PERSISTENT_MAX) -> bool:
     return isinstance(rnumel, int) and 0 < rnumel <= limit
 
 
-def heuristic_schedule(kernel, sizes: dict[str, int]) -> Schedule:
+# Native CPU kernels below this many output elements run on one thread: starting OpenMP
+# workers costs more than the work (measured on a 2-core EPYC: threads lose below ~1M floats).
+PARALLEL_MIN_ELEMENTS = 1 << 20
+
+
+def heuristic_schedule(kernel, sizes: dict[str, int], target: str = "triton") -> Schedule:
     """A schedule for `kernel` (a Kernel, a GeneratedKernel or a kind name) at `sizes`.
 
     sizes: pointwise {"xnumel"}; reduction {"xnumel" (rows), "rnumel" (row length)};
-    matmul {"M", "N", "K"}.
+    matmul {"M", "N", "K"}. Native CPU kernels (target "cpu") take {"xnumel"} (output elements).
     """
     kind = kernel if isinstance(kernel, str) else kernel.kind
+    if target == "cpu":
+        return Schedule(XBLOCK=0, parallel=sizes["xnumel"] >= PARALLEL_MIN_ELEMENTS)
     if kind == "pointwise":
         block = min(1024, max(16, next_pow2(sizes["xnumel"])))
         return Schedule(XBLOCK=block, num_warps=4 if block >= 512 else 2)
@@ -63,12 +72,15 @@ def heuristic_schedule(kernel, sizes: dict[str, int]) -> Schedule:
     raise ValueError(f"unknown kernel kind {kind!r} (valid: pointwise, reduction, matmul)")
 
 
-def candidate_schedules(kind: str, sizes: dict[str, int]) -> list[Schedule]:
+def candidate_schedules(kind: str, sizes: dict[str, int], target: str = "triton") -> list[Schedule]:
     """Schedules worth measuring for `mode="max-autotune"`: the heuristic's first, then variants
     of block sizes and warps around it (all legal: the launcher widens blocks a kernel needs)."""
-    base = heuristic_schedule(kind, sizes)
+    base = heuristic_schedule(kind, sizes, target)
     out = [base]
-    if kind == "pointwise":
+    if target == "cpu":
+        out += [Schedule(XBLOCK=0, parallel=False), Schedule(XBLOCK=0, parallel=True)]
+        out += [Schedule(XBLOCK=0, parallel=True, tile=t) for t in (4, 16, 64)]
+    elif kind == "pointwise":
         for block in (256, 512, 1024, 2048):
             for warps in (2, 4, 8):
                 out.append(Schedule(XBLOCK=min(block, max(16, next_pow2(sizes["xnumel"]))), num_warps=warps))

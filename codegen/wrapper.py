@@ -17,7 +17,7 @@ from fastc.ir.kernel_plan import KernelPlan
 
 from .errors import Unsupported
 
-TARGETS = ("triton-interpret", "triton")
+TARGETS = ("triton-interpret", "triton", "cpu")
 
 
 @dataclass
@@ -27,10 +27,13 @@ class CompileInfo:
     sources: dict[str, str] = field(default_factory=dict)       # kernel name -> Triton source
     fallbacks: list[tuple[str, str]] = field(default_factory=list)  # (kernel name, reason)
     tuner: object = None                                         # the Autotuner, with max-autotune
+    chooser: object = None                                       # cpu: ATen or native, measured
 
     def text(self) -> str:
         lines = [f"{len(self.kernels)} generated kernels ({self.target}), {len(self.fallbacks)} run as ATen"]
         lines += [f"  {name}: ATen ({reason})" for name, reason in self.fallbacks]
+        if self.chooser is not None:
+            lines += [f"  measured {line}" for line in self.chooser.choice_text()]
         return "\n".join(lines)
 
 
@@ -59,13 +62,19 @@ def _interpreting() -> bool:
 
 
 def compile_planned(gm: fx.GraphModule, target: str = "triton-interpret", *, options: dict | None = None,
-                    strict: bool = False, autotune: bool = False):
+                    strict: bool = False, autotune: bool = False, choose: str = "measure"):
     """(callable(*args) -> graph outputs, CompileInfo) for planned graph `gm`.
+
+    `target`: "triton", "triton-interpret" or "cpu" (native code through torch-mlir and LLVM).
+    `choose` (cpu): "measure" runs each kernel as ATen or generated code, whichever measures
+    faster at its first call; "generated" always runs the generated code.
 
     `strict`: a kernel whose lowering or first run fails with anything but Unsupported (a bug in
     code generation, not a missing feature) raises instead of running as ATen.
     `autotune`: measure candidate schedules per kernel and problem size (mode="max-autotune").
     """
+    if target == "cpu":
+        return _compile_native(gm, strict=strict, autotune=autotune, choose=choose)
     prepare_triton(target)
     from .triton import lower
     info = CompileInfo(target)
@@ -92,11 +101,38 @@ def compile_planned(gm: fx.GraphModule, target: str = "triton-interpret", *, opt
     return runner, info
 
 
+def _compile_native(gm, *, strict: bool, autotune: bool, choose: str):
+    if choose not in CHOICES:
+        raise ValueError(f"unknown kernel choice {choose!r} (valid: {', '.join(CHOICES)})")
+    info = CompileInfo("cpu")
+    plan = KernelPlan.of(gm)
+    try:
+        from .cpu import compile_kernels
+        generated, failed = compile_kernels(plan.kernels)
+    except Exception as e:  # noqa: BLE001 - no native compiler (say, torch-mlir missing): ATen
+        if strict:
+            raise
+        generated, failed = {}, [(k.name, f"native compiler unavailable: {type(e).__name__}: {e}")
+                                 for k in plan.kernels]
+    info.fallbacks.extend(failed)
+    info.kernels.extend(g.name for g in generated.values())
+    runner = _Runner(gm, plan, generated, info, strict)
+    if choose == "measure" or autotune:
+        from .choose import Chooser
+        from .triton.spec import graph_bindings
+        runner.chooser = info.chooser = Chooser(autotune=autotune, dynamic=bool(graph_bindings(gm)))
+    return runner, info
+
+
+CHOICES = ("measure", "generated")
+
+
 class _Runner:
     """Steps in dependency order (a graph node, or a whole kernel); values are dropped after
     their last use, so peak memory stays near eager's."""
 
     tuner = None
+    chooser = None
 
     def __init__(self, gm, plan, generated, info, strict: bool = False):
         self.gm, self.generated, self.info, self.strict = gm, generated, info, strict
@@ -126,8 +162,12 @@ class _Runner:
         if g is not None:
             inputs = [env[n] for n in kernel.inputs]
             try:
-                values = (self.tuner.run(g, inputs, self.sizes) if self.tuner is not None
-                          else g.run(*inputs, symbols=self.sizes))
+                if self.chooser is not None:
+                    values = self.chooser.run(g, inputs, self.sizes, lambda: _aten_values(kernel, inputs))
+                elif self.tuner is not None:
+                    values = self.tuner.run(g, inputs, self.sizes)
+                else:
+                    values = g.run(*inputs, symbols=self.sizes)
             except Unsupported:
                 pass  # these sizes only (say, empty rows): this call runs as ATen
             except Exception as e:  # noqa: BLE001 - first call only: generated code must not fail a model
@@ -146,6 +186,14 @@ class _Runner:
         for n in kernel.nodes:
             if n not in outputs:
                 del env[n]
+
+
+def _aten_values(kernel, inputs) -> list:
+    """A kernel's outputs computed by its ATen ops."""
+    env = dict(zip(kernel.inputs, inputs))
+    for n in kernel.nodes:
+        env[n] = _run_node(n, env)
+    return [env[n] for n in kernel.outputs]
 
 
 def _run_node(node: fx.Node, env):

@@ -53,7 +53,7 @@ def compile_graph(gm: fx.GraphModule, example_inputs: list, opts: Options):
     try:
         return aot_module_simplified(
             gm, example_inputs, fw_compiler=fw_compiler, bw_compiler=bw_compiler,
-            decompositions=_decompositions(needs_grad, _resolve_target(opts.target, example_inputs) != "aten"),
+            decompositions=_decompositions(needs_grad, _resolve_target(opts.target, example_inputs) in ("triton", "triton-interpret")),
             keep_inference_input_mutations=True)
     except Exception as e:
         if opts.on_error == "raise":
@@ -178,11 +178,11 @@ def _copy(gm: fx.GraphModule) -> fx.GraphModule:
 
 
 def _resolve_target(target: str, example_inputs) -> str:
-    """"auto" is "triton" when the graph's tensors live on a CUDA device, else "aten"."""
+    """"auto" is "triton" when the graph's tensors live on a CUDA device, else "cpu"."""
     if target != "auto":
         return target
     cuda = any(isinstance(x, torch.Tensor) and x.device.type == "cuda" for x in example_inputs)
-    return "triton" if cuda else "aten"
+    return "triton" if cuda else "cpu"
 
 
 def _generate_code(gm: fx.GraphModule, opts: Options, report: GraphReport, dump: DebugDump):
@@ -194,7 +194,7 @@ def _generate_code(gm: fx.GraphModule, opts: Options, report: GraphReport, dump:
         return None
     from fastc.codegen.wrapper import compile_planned
     runner, info = compile_planned(gm, target, strict=opts.on_error == "raise",
-                                   autotune=opts.mode.startswith("max-autotune"))
+                                   autotune=opts.mode.startswith("max-autotune"), choose=opts.kernel_choice)
     # The report shares the lists: a kernel that fails on its first call moves to the fallbacks.
     report.generated_kernels = info.kernels
     report.aten_kernels = info.fallbacks

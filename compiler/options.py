@@ -9,7 +9,8 @@ import os
 from dataclasses import dataclass, field
 
 MODES = ("default", "max-autotune", "max-autotune-no-cudagraphs", "reduce-overhead")
-TARGETS = ("auto", "aten", "triton", "triton-interpret")
+TARGETS = ("auto", "cpu", "aten", "triton", "triton-interpret")
+KERNEL_CHOICES = ("measure", "generated")
 ON_ERROR = ("fallback", "raise")
 
 
@@ -28,10 +29,14 @@ class Options:
     #: What to do when a fastc stage fails on a graph: run the graph as captured ("fallback",
     #: with a warning) or raise. FASTC_ON_ERROR sets the default.
     on_error: str = "fallback"
-    #: What runs the optimised graph: "aten" (each op an ATen call), "triton" (generated Triton
-    #: kernels, CUDA), "triton-interpret" (generated Triton through Triton's interpreter on CPU:
-    #: for testing, slow), or "auto" (triton for CUDA graphs, aten otherwise).
+    #: What runs the optimised graph: "cpu" (native code through torch-mlir and LLVM), "aten"
+    #: (each op an ATen call), "triton" (generated Triton kernels, CUDA), "triton-interpret"
+    #: (generated Triton through Triton's interpreter on CPU: for testing, slow), or "auto"
+    #: (triton for CUDA graphs, cpu otherwise).
     target: str = "auto"
+    #: Native CPU kernels: "measure" runs each kernel as ATen or generated code, whichever is
+    #: faster at its first call; "generated" always runs the generated code. FASTC_KERNEL_CHOICE.
+    kernel_choice: str = "measure"
     #: Compilation mode, from torch.compile's `mode` or this option (torch.compile refuses both
     #: `mode` and `options`): "max-autotune" measures candidate schedules of each generated kernel.
     mode: str = "default"
@@ -73,6 +78,10 @@ def make_options(options: dict | None = None, mode: str | None = None) -> Option
     if target not in TARGETS:
         raise _fail("target", target, ", ".join(TARGETS))
     kwargs["target"] = target
+    choice = options.get("kernel_choice", os.environ.get("FASTC_KERNEL_CHOICE", "measure"))
+    if choice not in KERNEL_CHOICES:
+        raise _fail("kernel_choice", choice, ", ".join(KERNEL_CHOICES))
+    kwargs["kernel_choice"] = choice
     on_error = options.get("on_error", os.environ.get("FASTC_ON_ERROR", "fallback"))
     if on_error not in ON_ERROR:
         raise _fail("on_error", on_error, ", ".join(ON_ERROR))

@@ -10,4 +10,4 @@ PY=${PYTHON:-python3}
 python -m pip install -q --upgrade pip 2>/dev/null || true
 python -m pip install -q "torch==2.13.0" 2>&1 | grep -v "^WARNING: Location" || true
 python -m pip install -q -e ".[test,bench]" 2>&1 | grep -v "^WARNING: Location" || true
-python -c "import torch, fastc; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+python -c "import torch, fastc, torch_mlir; assert torch.__version__.startswith('2.13.0'), torch.__version__"

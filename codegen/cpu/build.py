@@ -1,0 +1,299 @@
+"""Compiling a graph's kernels to native code, and `NativeKernel`, what runs one of them.
+
+All kernels of a graph go into one MLIR module per schedule, so LLVM runs once per graph, not
+once per kernel. A kernel torch-mlir cannot lower raises Unsupported and runs as ATen; if the
+combined module fails to compile, kernels are compiled one by one to find the culprit.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+
+import sympy
+import torch
+
+from fastc.ir import TensorType, node_type
+from fastc.ir.types import ScalarType
+
+from ..cache import cache_dir, sha256, versions, _atomic_write
+from ..errors import Unsupported
+from ..schedule import Schedule, heuristic_schedule
+from . import runtime
+from .linalg import ELEMENT_TYPES, Param, declaration, entry_function, import_kernel, relax_float_math
+from .pipeline import pipeline_text
+from .subgraph import example_value, kernel_graph
+
+log = logging.getLogger("fastc")
+
+SERIAL = Schedule(XBLOCK=0, parallel=False)
+PARALLEL = Schedule(XBLOCK=0, parallel=True)
+
+
+@dataclass
+class NativeKernel:
+    """One planned kernel compiled for the CPU; `run` takes tensors and returns its outputs."""
+    name: str
+    kind: str
+    params: list[Param]
+    out_params: list[Param]
+    out_shapes: list[tuple]          # per output: sizes (ints or sympy expressions)
+    out_strides: list[tuple | None]  # per output: strides when not contiguous
+    out_dtypes: list[torch.dtype]
+    numel: object                    # elements of the largest output (int or sympy)
+    needs_symbols: list[str]
+    entries: dict = field(default_factory=dict)    # Schedule -> packed C entry point
+    compiler: object = None                        # builds an entry for a schedule on demand
+
+    def __post_init__(self):
+        layout = [("tensor", p.rank) if p.kind == "tensor" else (p.kind,) for p in self.params]
+        layout += [("tensor", p.rank) for p in self.out_params]
+        from .runtime import Arguments
+        self.arguments = Arguments(layout)
+        self._static = all(not isinstance(s, sympy.Basic) for shape in self.out_shapes for s in shape)
+        self._shapes_at: dict = {}
+
+    @property
+    def schedules(self) -> list[Schedule]:
+        return list(self.entries)
+
+    def problem_sizes(self, *inputs, symbols=None) -> dict[str, int]:
+        return {"xnumel": self._int(self.numel, symbols)}
+
+    def run(self, *inputs, schedule: Schedule | None = None, symbols: dict | None = None) -> tuple:
+        shapes = self._output_shapes(symbols)
+        values = []
+        for p, x in zip(self.params, inputs):
+            if p.kind == "tensor" and p.contiguous and not x.is_contiguous():
+                x = x.contiguous()
+            values.append(x)
+        outs = [torch.empty(shape, dtype=dtype) if strides is None else
+                torch.empty_strided(shape, strides, dtype=dtype)
+                for (shape, strides), dtype in zip(shapes, self.out_dtypes)]
+        if schedule is None:
+            schedule = heuristic_schedule(self, self.problem_sizes(symbols=symbols), target="cpu")
+        fn = self.entries.get(schedule)
+        if fn is None:
+            fn = self.entries[schedule] = self.compiler(self, schedule)
+        self.arguments.call(fn, values + outs)
+        return tuple(outs)
+
+    def _output_shapes(self, symbols):
+        if self._static:
+            key = None
+        else:
+            key = tuple(sorted((symbols or {}).items()))
+        shapes = self._shapes_at.get(key)
+        if shapes is None:
+            shapes = [(tuple(self._int(s, symbols) for s in shape),
+                       None if strides is None else tuple(self._int(s, symbols) for s in strides))
+                      for shape, strides in zip(self.out_shapes, self.out_strides)]
+            self._shapes_at[key] = shapes
+        return shapes
+
+    @staticmethod
+    def _int(expr, symbols) -> int:
+        if not isinstance(expr, sympy.Basic):
+            return int(expr)
+        missing = [s.name for s in expr.free_symbols if s.name not in (symbols or {})]
+        if missing:
+            raise ValueError(f"native kernel needs the value of size symbols {missing}")
+        return int(expr.xreplace({s: sympy.Integer(symbols[s.name]) for s in expr.free_symbols}))
+
+
+def _expr(v):
+    return v.node.expr if isinstance(v, (torch.SymInt, torch.SymFloat)) else v
+
+
+def _is_contiguous(shape, strides) -> bool:
+    expected = 1
+    for size, stride in reversed(list(zip(shape, strides))):
+        if size != 1 and sympy.simplify(sympy.sympify(stride) - sympy.sympify(expected)) != 0:
+            return False
+        expected = expected * size
+    return True
+
+
+def _tensor_layout(node) -> tuple[tuple, tuple, bool]:
+    val = example_value(node)
+    if not isinstance(val, torch.Tensor):
+        raise Unsupported(f"input {node.name} has no example tensor")
+    shape = tuple(_expr(s) for s in val.shape)
+    strides = tuple(_expr(s) for s in val.stride())
+    return shape, strides, _is_contiguous(shape, strides)
+
+
+def _param(node) -> Param:
+    t = node_type(node)
+    if isinstance(t, TensorType):
+        if t.dtype not in ELEMENT_TYPES:
+            raise Unsupported(f"{node.name}: dtype {t.dtype} on the native CPU target")
+        shape, strides, contiguous = _tensor_layout(node)
+        return Param("tensor", len(shape), contiguous)
+    if isinstance(t, ScalarType) and t.kind in ("int", "float", "bool"):
+        return Param(t.kind)
+    raise Unsupported(f"input {node.name} of type {t}")
+
+
+def describe(kernel) -> dict:
+    """What the entry function of `kernel` takes and returns, from the graph's metadata."""
+    params = [_param(n) for n in kernel.inputs]
+    out_params, shapes, strides, dtypes = [], [], [], []
+    for n in kernel.outputs:
+        t = node_type(n)
+        if not isinstance(t, TensorType):
+            raise Unsupported(f"output {n.name} of type {t} (only tensors)")
+        if t.dtype not in ELEMENT_TYPES:
+            raise Unsupported(f"{n.name}: dtype {t.dtype} on the native CPU target")
+        shape, st, contiguous = _tensor_layout(n)
+        out_params.append(Param("tensor", len(shape), contiguous))
+        shapes.append(shape)
+        strides.append(None if contiguous else st)
+        dtypes.append(t.dtype)
+    return {"params": params, "out_params": out_params, "shapes": shapes, "strides": strides, "dtypes": dtypes}
+
+
+def compile_kernels(kernels, schedules=(SERIAL, PARALLEL)) -> tuple[dict, list]:
+    """({kernel id: NativeKernel}, [(kernel name, reason it runs as ATen)]) for `kernels`
+    (fastc.ir.kernel_plan.Kernel), compiled for each of `schedules` (parallel ones only when an
+    OpenMP runtime is found)."""
+    from torch_mlir import ir
+    from torch_mlir.dialects import torch as torch_d
+    if runtime.openmp_library() is None:
+        schedules = [s for s in schedules if not s.parallel]
+    context = ir.Context()
+    torch_d.register_dialect(context)
+    made, failed, pieces = {}, [], {}
+    for k in kernels:
+        try:
+            d = describe(k)
+            body = f"k{k.id}_body"
+            module = import_kernel(kernel_graph(k), body, context)
+            func = _only_func(module)
+            entry = entry_function(k.name, body, func.type, d["params"], d["out_params"])
+            relax_float_math(module, context)
+        except Unsupported as e:
+            failed.append((k.name, e.reason))
+            continue
+        text = module.operation.get_asm(use_local_scope=True)
+        if "{-#" in text:
+            failed.append((k.name, "torch-mlir emitted resource constants"))
+            continue
+        pieces[k.id] = (text, entry, declaration(body, func.type))
+        numel = max((sympy.Mul(*s) if s else 1 for s in d["shapes"]), key=lambda v: 0 if isinstance(v, sympy.Basic) else v, default=1)
+        needs = sorted({s.name for shape in d["shapes"] + [x for x in d["strides"] if x]
+                        for e in shape if isinstance(e, sympy.Basic) for s in e.free_symbols})
+        made[k.id] = NativeKernel(k.name, k.kind, d["params"], d["out_params"], d["shapes"], d["strides"],
+                                  d["dtypes"], numel, needs, compiler=_on_demand(pieces[k.id], k.name))
+    for schedule in schedules:
+        for kid, fn in _compile_group(pieces, made, schedule, failed).items():
+            made[kid].entries[schedule] = fn
+    for kid in [kid for kid, nk in made.items() if not nk.entries]:
+        del made[kid]
+    return made, failed
+
+
+def _only_func(module):
+    funcs = [op for op in module.body.operations if op.operation.name == "func.func"]
+    if len(funcs) != 1:
+        raise Unsupported(f"torch-mlir produced {len(funcs)} functions")
+    return funcs[0]
+
+
+def _compile_group(pieces: dict, made: dict, schedule: Schedule, failed: list) -> dict:
+    """Entry points for all `pieces` under `schedule`; on a failure, kernel by kernel."""
+    names = {kid: made[kid].name for kid in pieces}
+    if not pieces:
+        return {}
+    try:
+        entries = _compile(list(pieces.values()), list(names.values()), schedule)
+        return {kid: entries[name] for kid, name in names.items()}
+    except Exception as e:  # noqa: BLE001 - isolate the kernel that breaks the module
+        if len(pieces) == 1:
+            kid = next(iter(pieces))
+            if not schedule.parallel:
+                failed.append((names[kid], f"MLIR/LLVM compilation failed: {type(e).__name__}: {str(e)[:300]}"))
+            return {}
+    out = {}
+    for kid, piece in pieces.items():
+        out.update(_compile_group({kid: piece}, made, schedule, failed))
+    return out
+
+
+def _on_demand(piece, name):
+    def compile_for(kernel, schedule):
+        return _compile([piece], [name], schedule)[name]
+    return compile_for
+
+
+_ENGINES: list = []   # compiled engines live as long as the process (entry points point into them)
+
+
+def _compile(pieces: list, names: list[str], schedule: Schedule) -> dict:
+    """{kernel name: entry point} for the modules `pieces` lowered under `schedule`."""
+    from torch_mlir import ir, passmanager
+    threads = runtime.threads()
+    pipeline = pipeline_text(schedule, threads)
+    source = _combined_text(pieces)
+    key = sha256(json.dumps([source, pipeline, versions(), "cpu-1"]))
+    context = ir.Context()
+    lowered = _load(key)
+    started = time.perf_counter()
+    if lowered is not None:
+        module = ir.Module.parse(lowered, context)
+    else:
+        from torch_mlir.dialects import torch as torch_d
+        torch_d.register_dialect(context)
+        module = ir.Module.parse(source, context)
+        with context:
+            passmanager.PassManager.parse(pipeline).run(module.operation)
+        _store(key, str(module))
+    libs = [runtime.openmp_library()] if schedule.parallel and runtime.openmp_library() else []
+    engine = runtime.execution_engine(module, libs)
+    _ENGINES.append(engine)
+    entries = {name: runtime.entry_point(engine, name) for name in names}
+    log.debug("fastc: compiled %d native kernels (%s) in %.2f s", len(names), schedule, time.perf_counter() - started)
+    return entries
+
+
+def _combined_text(pieces) -> str:
+    """One module holding every kernel's torch-mlir body and entry function.
+
+    Each torch-mlir module prints its own affine-map aliases (#map, #map1, ...), so bodies are
+    printed without aliases before they are put side by side."""
+    bodies, entries = [], []
+    for module_text, entry, _decl in pieces:
+        inner = _strip_module(module_text)
+        bodies.append(inner.replace("func.func @", "func.func private @", 1))
+        entries.append(entry)
+    return "module {\n" + "".join(bodies) + "".join(entries) + "}\n"
+
+
+def _strip_module(text: str) -> str:
+    """The operations inside `module { ... }` of a module printed without aliases."""
+    start = text.index("module")
+    body_start = text.index("{", start) + 1
+    body_end = text.rindex("}")
+    return text[body_start:body_end] + "\n"
+
+
+def _load(key: str) -> str | None:
+    root = cache_dir()
+    if root is None:
+        return None
+    path = root / "cpu" / f"{key}.mlir"
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def _store(key: str, text: str) -> None:
+    root = cache_dir()
+    if root is None:
+        return
+    try:
+        _atomic_write(root / "cpu" / f"{key}.mlir", text)
+    except OSError:
+        pass

@@ -1,0 +1,129 @@
+"""Running compiled kernels: the LLVM ExecutionEngine, the OpenMP runtime, and memref
+descriptors over torch tensors.
+
+A ranked memref descriptor is {allocated ptr, aligned ptr, offset, sizes[rank], strides[rank]},
+all 8-byte fields, so one call packs every argument into a single int64 array and passes
+pointers into it: no tensor data is copied, strides are passed as they are.
+"""
+from __future__ import annotations
+
+import ctypes
+import glob
+import logging
+import os
+import sys
+
+import torch
+
+log = logging.getLogger("fastc")
+
+_OMP: list = []
+
+
+def openmp_library() -> str | None:
+    """Path of an OpenMP runtime with the `__kmpc_*` entry points MLIR's OpenMP lowering calls
+    (libiomp5 from the `intel-openmp` package, or LLVM's libomp), or None: then kernels run on
+    one thread. FASTC_OPENMP_LIB names one explicitly; FASTC_OPENMP_LIB="" turns threads off."""
+    if _OMP:
+        return _OMP[0]
+    path = os.environ.get("FASTC_OPENMP_LIB")
+    if path is None:
+        roots = {sys.prefix, sys.base_prefix, os.path.dirname(os.path.dirname(sys.executable)), "/usr"}
+        found = [p for r in sorted(roots) for name in ("libiomp5.so", "libomp.so", "libomp.so.5")
+                 for p in glob.glob(os.path.join(r, "lib*", name)) + glob.glob(os.path.join(r, "lib", "*", name))]
+        path = found[0] if found else ""
+        if not path:
+            log.info("fastc: no OpenMP runtime found (pip install intel-openmp); native kernels run on one thread")
+    if path:
+        # Idle OpenMP threads of this runtime would spin against ATen's own thread pool.
+        os.environ.setdefault("KMP_BLOCKTIME", "0")
+        try:
+            ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+        except OSError as e:
+            log.warning("fastc: cannot load OpenMP runtime %s (%s); native kernels run on one thread", path, e)
+            path = ""
+    _OMP.append(path or None)
+    return _OMP[0]
+
+
+def threads() -> int:
+    return max(1, torch.get_num_threads())
+
+
+def execution_engine(module, shared_libs: list[str]):
+    from torch_mlir.execution_engine import ExecutionEngine
+    engine = ExecutionEngine(module, opt_level=3, shared_libs=shared_libs)
+    engine.raw_register_runtime("memrefCopy", ctypes.cast(_MEMREF_COPY, ctypes.c_void_p))
+    engine.initialize()
+    return engine
+
+
+def entry_point(engine, name: str):
+    """The packed entry of `name`: a C function taking one array of argument pointers."""
+    address = engine.raw_lookup("_mlir_ciface_" + name)
+    if not address:
+        raise RuntimeError(f"compiled module has no function {name}")
+    return ctypes.CFUNCTYPE(None, ctypes.c_void_p)(address)
+
+
+class Arguments:
+    """Packs tensors and scalars into one call's argument array.
+
+    `layout` per argument: ("tensor", rank) | ("int",) | ("float",) | ("bool",). Tensors take
+    3 + 2 * rank int64 slots and are passed as a pointer to their descriptor; scalars take one
+    slot, passed by value (a pointer to the slot)."""
+
+    def __init__(self, layout: list[tuple]):
+        self.layout = layout
+        self.offsets, total = [], 0
+        for entry in layout:
+            self.offsets.append(total)
+            total += 3 + 2 * entry[1] if entry[0] == "tensor" else 1
+        self.slots = total
+        self.nargs = len(layout)
+
+    def call(self, fn, values) -> None:
+        flat: list[int] = []
+        for entry, v in zip(self.layout, values):
+            if entry[0] == "tensor":
+                p = v.data_ptr()
+                flat += (p, p, 0, *v.shape, *v.stride())
+            else:
+                flat.append(int(v) if entry[0] != "float" else 0)
+        buf = (ctypes.c_int64 * self.slots)(*flat)
+        for i, (entry, v) in enumerate(zip(self.layout, values)):
+            if entry[0] == "float":
+                ctypes.c_double.from_buffer(buf, 8 * self.offsets[i]).value = float(v)
+        base = ctypes.addressof(buf)
+        pointers = (ctypes.c_void_p * self.nargs)(*[base + 8 * o for o in self.offsets])
+        paddr = ctypes.addressof(pointers)
+        packed = (ctypes.c_void_p * self.nargs)(*[
+            paddr + 8 * i if entry[0] == "tensor" else base + 8 * self.offsets[i]
+            for i, entry in enumerate(self.layout)])
+        fn(packed)
+
+
+class _Unranked(ctypes.Structure):
+    _fields_ = [("rank", ctypes.c_int64), ("descriptor", ctypes.c_void_p)]
+
+
+_INT_OF_SIZE = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def _view(unranked: _Unranked, element_size: int) -> torch.Tensor:
+    rank = unranked.rank
+    fields = (ctypes.c_int64 * (3 + 2 * rank)).from_address(unranked.descriptor)
+    aligned, offset = fields[1], fields[2]
+    sizes, strides = list(fields[3:3 + rank]), list(fields[3 + rank:3 + 2 * rank])
+    span = 1 + sum((s - 1) * abs(st) for s, st in zip(sizes, strides)) if all(sizes) else 0
+    dtype = _INT_OF_SIZE[element_size]
+    raw = (ctypes.c_byte * (span * element_size)).from_address(aligned + offset * element_size)
+    flat = torch.frombuffer(raw, dtype=dtype) if span else torch.empty(0, dtype=dtype)
+    return flat.as_strided(sizes, strides)
+
+
+@ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.POINTER(_Unranked), ctypes.POINTER(_Unranked))
+def _MEMREF_COPY(element_size, source, target):
+    """MLIR's `memrefCopy` runtime function (memref.copy between non-contiguous layouts), which
+    the ExecutionEngine in the torch-mlir wheel does not ship: copies bit patterns through torch."""
+    _view(target.contents, element_size).copy_(_view(source.contents, element_size))
