@@ -21,6 +21,7 @@ from ..cache import cache_dir, sha256, versions, _atomic_write
 from ..errors import Unsupported
 from ..schedule import Schedule, heuristic_schedule
 from . import runtime
+from .fast_math import EXPF, use_vector_exp
 from .linalg import ELEMENT_TYPES, Param, declaration, entry_function, import_kernel, relax_float_math
 from .pipeline import pipeline_text
 from .subgraph import example_value, kernel_graph
@@ -262,12 +263,14 @@ def _combined_text(pieces) -> str:
 
     Each torch-mlir module prints its own affine-map aliases (#map, #map1, ...), so bodies are
     printed without aliases before they are put side by side."""
-    bodies, entries = [], []
+    bodies, entries, helpers = [], [], set()
     for module_text, entry, _decl in pieces:
-        inner = _strip_module(module_text)
+        inner, uses_exp = use_vector_exp(_strip_module(module_text))
+        if uses_exp:
+            helpers.add(EXPF)
         bodies.append(inner.replace("func.func @", "func.func private @", 1))
         entries.append(entry)
-    return "module {\n" + "".join(bodies) + "".join(entries) + "}\n"
+    return "module {\n" + "".join(sorted(helpers)) + "".join(bodies) + "".join(entries) + "}\n"
 
 
 def _strip_module(text: str) -> str:
