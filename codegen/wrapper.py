@@ -128,64 +128,85 @@ CHOICES = ("measure", "generated")
 
 
 class _Runner:
-    """Steps in dependency order (a graph node, or a whole kernel); values are dropped after
-    their last use, so peak memory stays near eager's."""
+    """The planned graph as Python code: FX regenerates the graph with each kernel replaced by one
+    call (a `_KernelCall`) and its outputs unpacked, in a dependency order of graph nodes and
+    whole kernels. The generated code calls ATen ops directly and drops each value after its last
+    use (so peak memory stays near eager's); no per-op interpretation happens at run time."""
 
     tuner = None
     chooser = None
 
     def __init__(self, gm, plan, generated, info, strict: bool = False):
         self.gm, self.generated, self.info, self.strict = gm, generated, info, strict
-        self.tried: set[int] = set()
         self.steps = _steps(gm, plan)
-        self.placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
-        self.output = next(n for n in gm.graph.nodes if n.op == "output")
-        self.release = _last_uses(self.steps, self.placeholders, self.output)
         needed = {s for g in generated.values() for s in g.needs_symbols}
         from .triton.spec import graph_bindings
         self.symbols = {s: b for s, b in graph_bindings(gm).items() if s in needed}
+        self.sizes: dict = {}
+        self.calls = {k.id: _KernelCall(self, k) for k in plan.kernels}
+        self.code = _call_graph(gm, self.steps, self.calls)
 
     def __call__(self, *args):
-        env = dict(zip(self.placeholders, args))
-        self.sizes = {s: (args[i].shape[d] if d is not None else args[i]) for s, (i, d) in self.symbols.items()}
-        for step, dead in zip(self.steps, self.release):
-            if isinstance(step, fx.Node):
-                env[step] = _run_node(step, env)
-            else:
-                self._run_kernel(step, env)
-            for n in dead:
-                env.pop(n, None)
-        return fx.node.map_arg(self.output.args[0], lambda n: env[n])
+        if self.symbols:
+            self.sizes = {s: (args[i].shape[d] if d is not None else args[i])
+                          for s, (i, d) in self.symbols.items()}
+        return self.code(*args)
 
-    def _run_kernel(self, kernel, env):
-        g = self.generated.get(kernel.id)
-        if g is not None:
-            inputs = [env[n] for n in kernel.inputs]
-            try:
-                if self.chooser is not None:
-                    values = self.chooser.run(g, inputs, self.sizes, lambda: _aten_values(kernel, inputs))
-                elif self.tuner is not None:
-                    values = self.tuner.run(g, inputs, self.sizes)
-                else:
-                    values = g.run(*inputs, symbols=self.sizes)
-            except Unsupported:
-                pass  # these sizes only (say, empty rows): this call runs as ATen
-            except Exception as e:  # noqa: BLE001 - first call only: generated code must not fail a model
-                if kernel.id in self.tried or self.strict:
-                    raise
-                self.generated.pop(kernel.id)
-                self.info.kernels.remove(g.name)
-                self.info.fallbacks.append((kernel.name, f"generated kernel failed: {type(e).__name__}: {e}"))
+
+class _KernelCall:
+    """One kernel in the generated code: its generated code (through the chooser or autotuner
+    when there is one), or its ATen ops when it has none. A kernel whose generated code fails on
+    its first call runs as ATen from then on (unless strict), with the reason recorded."""
+
+    def __init__(self, runner: _Runner, kernel):
+        self.runner, self.kernel = runner, kernel
+        self.__name__ = kernel.name
+        self.tried = False
+
+    def __call__(self, *inputs):
+        r, kernel = self.runner, self.kernel
+        g = r.generated.get(kernel.id)
+        if g is None:
+            return _aten_values(kernel, inputs)
+        try:
+            if r.chooser is not None:
+                values = r.chooser.run(g, inputs, r.sizes, lambda: _aten_values(kernel, inputs))
+            elif r.tuner is not None:
+                values = r.tuner.run(g, inputs, r.sizes)
             else:
-                self.tried.add(kernel.id)
-                env.update(zip(kernel.outputs, values))
-                return
-        for n in kernel.nodes:
-            env[n] = _run_node(n, env)
-        outputs = set(kernel.outputs)
-        for n in kernel.nodes:
-            if n not in outputs:
-                del env[n]
+                values = g.run(*inputs, symbols=r.sizes)
+        except Unsupported:
+            return _aten_values(kernel, inputs)  # these sizes only (say, empty rows)
+        except Exception as e:  # noqa: BLE001 - first call only: generated code must not fail a model
+            if self.tried or r.strict:
+                raise
+            r.generated.pop(kernel.id)
+            r.info.kernels.remove(g.name)
+            r.info.fallbacks.append((kernel.name, f"generated kernel failed: {type(e).__name__}: {e}"))
+            return _aten_values(kernel, inputs)
+        self.tried = True
+        return values
+
+
+def _call_graph(gm, steps, calls) -> fx.GraphModule:
+    """`gm` with each kernel's ops replaced by one call of `calls[kernel.id]`, in `steps` order."""
+    import operator
+    graph = fx.Graph()
+    env: dict = {}
+    for n in gm.graph.nodes:
+        if n.op == "placeholder":
+            env[n] = graph.node_copy(n, lambda a: env[a])
+    for step in steps:
+        if isinstance(step, fx.Node):
+            env[step] = graph.node_copy(step, lambda a: env[a])
+            continue
+        call = graph.call_function(calls[step.id], tuple(env[a] for a in step.inputs))
+        call.name = step.name
+        for i, out in enumerate(step.outputs):
+            env[out] = graph.call_function(operator.getitem, (call, i))
+    output = next(n for n in gm.graph.nodes if n.op == "output")
+    graph.output(fx.node.map_arg(output.args[0], lambda a: env[a]))
+    return fx.GraphModule(gm, graph)
 
 
 def _aten_values(kernel, inputs) -> list:
@@ -203,29 +224,6 @@ def _run_node(node: fx.Node, env):
     if node.op == "call_function":
         return node.target(*args, **kwargs)
     raise NotImplementedError(f"cannot run fx node {node.format_node()} (op {node.op})")
-
-
-def _reads(step) -> list[fx.Node]:
-    if isinstance(step, fx.Node):
-        return step.all_input_nodes
-    members = set(step.nodes)
-    return [a for n in step.nodes for a in n.all_input_nodes if a not in members]
-
-
-def _last_uses(steps, placeholders, output) -> list[list[fx.Node]]:
-    """Per step, the values no later step reads (graph outputs are kept)."""
-    keep = set(output.all_input_nodes)
-    last: dict[fx.Node, int] = {p: -1 for p in placeholders}
-    for i, step in enumerate(steps):
-        for a in _reads(step):
-            last[a] = i
-        for made in ([step] if isinstance(step, fx.Node) else step.outputs):
-            last.setdefault(made, i)
-    release = [[] for _ in steps]
-    for value, i in last.items():
-        if i >= 0 and value not in keep:
-            release[i].append(value)
-    return release
 
 
 def _steps(gm, plan):

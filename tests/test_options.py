@@ -19,13 +19,14 @@ def test_defaults():
 
 
 @pytest.mark.parametrize("options, pattern", [
-    ({"fuse_max": 3}, r"unknown fastc option 'fuse_max' \(valid: debug_dir, freeze, passes, disable, verify, on_error, target, mode\)"),
+    ({"fuse_max": 3}, r"unknown fastc option 'fuse_max' \(valid: debug_dir, freeze, passes, disable, verify, on_error, target, kernel_choice, mode\)"),
     ({"freeze": "yes"}, r"fastc option freeze='yes' is not valid \(valid: True or False\)"),
     ({"on_error": "ignore"}, r"on_error='ignore' is not valid \(valid: fallback, raise\)"),
     ({"passes": "dead-code,nope"}, r"passes='dead-code,nope': unknown pass 'nope' \(valid: "),
     ({"disable": ["cse", "nope"]}, r"disable=\['cse', 'nope'\] is not valid \(valid: a list of pass names"),
     ({"debug_dir": 3}, r"debug_dir=3 is not valid"),
-    ({"target": "cuda"}, r"target='cuda' is not valid \(valid: auto, aten, triton, triton-interpret\)"),
+    ({"target": "cuda"}, r"target='cuda' is not valid \(valid: auto, cpu, aten, triton, triton-interpret\)"),
+    ({"kernel_choice": "fast"}, r"kernel_choice='fast' is not valid \(valid: measure, generated\)"),
 ])
 def test_bad_options_raise_naming_key_value_and_choices(options, pattern):
     with pytest.raises(ValueError, match=pattern):

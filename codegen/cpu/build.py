@@ -54,6 +54,7 @@ class NativeKernel:
         self.arguments = Arguments(layout)
         self._static = all(not isinstance(s, sympy.Basic) for shape in self.out_shapes for s in shape)
         self._shapes_at: dict = {}
+        self._default = None
 
     @property
     def schedules(self) -> list[Schedule]:
@@ -73,7 +74,11 @@ class NativeKernel:
                 torch.empty_strided(shape, strides, dtype=dtype)
                 for (shape, strides), dtype in zip(shapes, self.out_dtypes)]
         if schedule is None:
-            schedule = heuristic_schedule(self, self.problem_sizes(symbols=symbols), target="cpu")
+            schedule = self._default if self._static else None
+            if schedule is None:
+                schedule = heuristic_schedule(self, self.problem_sizes(symbols=symbols), target="cpu")
+                if self._static:
+                    self._default = schedule
         fn = self.entries.get(schedule)
         if fn is None:
             fn = self.entries[schedule] = self.compiler(self, schedule)
