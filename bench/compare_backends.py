@@ -11,6 +11,7 @@ script times the GPU path (fastc target "triton"); results name the machine.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import time
@@ -109,7 +110,26 @@ def table(rows, runs, device, with_inductor) -> str:
         cells += [f"{med['fastc']:.2f}", f"{med['fastc'] / med['eager']:.2f}", f"{compile_s['fastc']:.1f}",
                   f"{kernels} + {aten}", f"{fused:,} ({unfused:,})"]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", *goals(rows, with_inductor)]
     return "\n".join(lines) + "\n"
+
+
+def goals(rows, with_inductor) -> list[str]:
+    """The target's goals, checked on this run: never slower than eager, geomean steady-state at
+    least Inductor's, compile time at most a third of Inductor's."""
+    def geomean(values):
+        return math.exp(sum(math.log(v) for v in values) / len(values))
+    fastc = [med["fastc"] / med["eager"] for _, med, _, _ in rows]
+    out = [f"- fastc / eager: geomean {geomean(fastc):.2f}, worst {max(fastc):.2f} "
+           f"({'never slower than eager' if max(fastc) <= 1.0 else 'slower than eager on ' + ', '.join(n for (n, m, _, _), r in zip(rows, fastc) if r > 1.0)})"]
+    if with_inductor:
+        inductor = [med["inductor"] / med["eager"] for _, med, _, _ in rows]
+        compile_ratio = [c["fastc"] / c["inductor"] for _, _, c, _ in rows]
+        out.append(f"- inductor / eager: geomean {geomean(inductor):.2f}; fastc / inductor geomean "
+                   f"{geomean(fastc) / geomean(inductor):.2f} (at most 1 is the goal)")
+        out.append(f"- compile time fastc / inductor: geomean {geomean(compile_ratio):.2f}, worst "
+                   f"{max(compile_ratio):.2f} (at most 0.33 is the goal)")
+    return out
 
 
 def main():

@@ -116,6 +116,7 @@ def _compile_native(gm, *, strict: bool, autotune: bool, choose: str):
                                  for k in plan.kernels]
     info.fallbacks.extend(failed)
     info.kernels.extend(g.name for g in generated.values())
+    info.sources.update({g.name: getattr(g, "source", "") for g in generated.values()})
     runner = _Runner(gm, plan, generated, info, strict)
     if choose == "measure" or autotune:
         from .choose import Chooser

@@ -199,7 +199,7 @@ def _generate_code(gm: fx.GraphModule, opts: Options, report: GraphReport, dump:
     report.generated_kernels = info.kernels
     report.aten_kernels = info.fallbacks
     for name, source in info.sources.items():
-        dump.text(f"kernel_{name}.py", source)
+        dump.text(f"kernel_{name}.{'mlir' if target == 'cpu' else 'py'}", source)
     return runner
 
 

@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     explain.add_argument("model", nargs="?", default="cnn",
                          help="a bundled model name (" + ", ".join(_demo_models()) + ") or an .fx file")
     explain.add_argument("--graph", action="store_true", help="also print each final graph")
-    explain.add_argument("--target", default="auto", choices=("auto", "aten", "triton", "triton-interpret"),
+    explain.add_argument("--target", default="auto", choices=("auto", "cpu", "aten", "triton", "triton-interpret"),
                          help="what runs the kernels (triton-interpret needs TRITON_INTERPRET=1)")
     explain.set_defaults(func=_explain)
 

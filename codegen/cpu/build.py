@@ -192,6 +192,7 @@ def compile_kernels(kernels, schedules=(SERIAL, PARALLEL)) -> tuple[dict, list]:
                         for e in shape if isinstance(e, sympy.Basic) for s in e.free_symbols})
         made[k.id] = NativeKernel(k.name, k.kind, d["params"], d["out_params"], d["shapes"], d["strides"],
                                   d["dtypes"], numel, needs, compiler=_on_demand(pieces[k.id], k.name))
+        made[k.id].source = text + "\n" + entry
     for schedule in schedules:
         for kid, fn in _compile_group(pieces, made, schedule, failed).items():
             made[kid].entries[schedule] = fn

@@ -21,8 +21,13 @@ def kernel_graph(kernel) -> fx.GraphModule:
                 p.meta["tensor_meta"] = _extract_tensor_metadata(value)
         env[node] = p
     for node in kernel.nodes:
-        env[node] = graph.node_copy(node, lambda n: env[n])
-        env[node].meta = {k: v for k, v in node.meta.items() if k in ("val", "tensor_meta")}
+        copy = env[node] = graph.node_copy(node, lambda n: env[n])
+        copy.meta = {k: v for k, v in node.meta.items() if k in ("val", "tensor_meta")}
+        if "val" not in copy.meta:  # a graph parsed from text: run the op on meta tensors
+            args, kwargs = fx.node.map_arg((copy.args, copy.kwargs), lambda n: n.meta["val"])
+            copy.meta["val"] = value = copy.target(*args, **kwargs)
+            if isinstance(value, torch.Tensor):
+                copy.meta["tensor_meta"] = _extract_tensor_metadata(value)
     graph.output(tuple(env[n] for n in kernel.outputs))
     return fx.GraphModule({}, graph)
 
@@ -37,4 +42,8 @@ def example_value(node: fx.Node):
         if isinstance(value, torch.Tensor):
             return torch.empty_strided(value.shape, value.stride(), dtype=value.dtype, device="meta")
         return value
+    from fastc.ir import TensorType, node_type
+    t = node_type(node)  # a graph parsed from text has types, not example values
+    if isinstance(t, TensorType) and t.is_static:
+        return torch.empty(t.shape, dtype=t.dtype, device="meta")
     return None
