@@ -108,6 +108,13 @@ class NativeKernel:
         return int(expr.xreplace({s: sympy.Integer(symbols[s.name]) for s in expr.free_symbols}))
 
 
+def _product(shape):
+    total = 1
+    for size in shape:
+        total = total * size
+    return total
+
+
 def _expr(v):
     return v.node.expr if isinstance(v, (torch.SymInt, torch.SymFloat)) else v
 
@@ -142,8 +149,25 @@ def _param(node) -> Param:
     raise Unsupported(f"input {node.name} of type {t}")
 
 
+# Dtypes MLIR has a type for that the native target still refuses (such kernels run as ATen).
+REFUSED_DTYPES = {
+    torch.uint8: "torch-mlir lowers it as signed i8: wrong comparisons and division",
+    torch.int8: "torch-mlir aborts the process converting a scalar to int8",
+    torch.bfloat16: "LLVM's JIT has no __truncsfbf2 to round to bfloat16",
+}
+
+
+def _refuse_dtypes(kernel) -> None:
+    for n in [*kernel.inputs, *kernel.nodes]:
+        for v in torch.utils._pytree.tree_leaves(example_value(n)):
+            if isinstance(v, torch.Tensor) and v.dtype in REFUSED_DTYPES:
+                raise Unsupported(f"{n.name}: dtype {v.dtype} on the native CPU target "
+                                  f"({REFUSED_DTYPES[v.dtype]})")
+
+
 def describe(kernel) -> dict:
     """What the entry function of `kernel` takes and returns, from the graph's metadata."""
+    _refuse_dtypes(kernel)
     params = [_param(n) for n in kernel.inputs]
     out_params, shapes, strides, dtypes = [], [], [], []
     for n in kernel.outputs:
@@ -160,10 +184,11 @@ def describe(kernel) -> dict:
     return {"params": params, "out_params": out_params, "shapes": shapes, "strides": strides, "dtypes": dtypes}
 
 
-def compile_kernels(kernels, schedules=(SERIAL, PARALLEL)) -> tuple[dict, list]:
+def compile_kernels(kernels, schedules=(SERIAL,)) -> tuple[dict, list]:
     """({kernel id: NativeKernel}, [(kernel name, reason it runs as ATen)]) for `kernels`
     (fastc.ir.kernel_plan.Kernel), compiled for each of `schedules` (parallel ones only when an
-    OpenMP runtime is found)."""
+    OpenMP runtime is found). Other schedules are compiled when first asked for (a kernel the
+    heuristic sends to threads, or max-autotune's candidates): one LLVM run per graph up front."""
     from torch_mlir import ir
     from torch_mlir.dialects import torch as torch_d
     if runtime.openmp_library() is None:
@@ -187,18 +212,31 @@ def compile_kernels(kernels, schedules=(SERIAL, PARALLEL)) -> tuple[dict, list]:
             failed.append((k.name, "torch-mlir emitted resource constants"))
             continue
         pieces[k.id] = (text, entry, declaration(body, func.type))
-        numel = max((sympy.Mul(*s) if s else 1 for s in d["shapes"]), key=lambda v: 0 if isinstance(v, sympy.Basic) else v, default=1)
+        numel = max((_product(shape) for shape in d["shapes"]),
+                    key=lambda v: 0 if isinstance(v, sympy.Basic) else v, default=1)
         needs = sorted({s.name for shape in d["shapes"] + [x for x in d["strides"] if x]
                         for e in shape if isinstance(e, sympy.Basic) for s in e.free_symbols})
         made[k.id] = NativeKernel(k.name, k.kind, d["params"], d["out_params"], d["shapes"], d["strides"],
                                   d["dtypes"], numel, needs, compiler=_on_demand(pieces[k.id], k.name))
         made[k.id].source = text + "\n" + entry
     for schedule in schedules:
-        for kid, fn in _compile_group(pieces, made, schedule, failed).items():
+        # Threads only pay on big kernels: small ones get a parallel build on demand (autotune).
+        group = {kid: p for kid, p in pieces.items()
+                 if not schedule.parallel or _maybe_parallel(made[kid].numel)}
+        for kid, fn in _compile_group(group, made, schedule, failed).items():
             made[kid].entries[schedule] = fn
     for kid in [kid for kid, nk in made.items() if not nk.entries]:
         del made[kid]
     return made, failed
+
+
+PARALLEL_BUILD_MIN_ELEMENTS = 1 << 16
+
+
+def _maybe_parallel(numel) -> bool:
+    """Whether a kernel of `numel` output elements (int, or sympy when dynamic) is worth a
+    parallel build up front."""
+    return isinstance(numel, sympy.Basic) or numel >= PARALLEL_BUILD_MIN_ELEMENTS
 
 
 def _only_func(module):
@@ -230,6 +268,11 @@ def _compile_group(pieces: dict, made: dict, schedule: Schedule, failed: list) -
 
 def _on_demand(piece, name):
     def compile_for(kernel, schedule):
+        if schedule.parallel and runtime.openmp_library() is None:
+            # No OpenMP runtime to link (FASTC_OPENMP_LIB=""): a parallel schedule runs on one thread.
+            if SERIAL in kernel.entries:
+                return kernel.entries[SERIAL]
+            schedule = SERIAL
         return _compile([piece], [name], schedule)[name]
     return compile_for
 

@@ -52,7 +52,7 @@ def threads() -> int:
 
 def execution_engine(module, shared_libs: list[str]):
     from torch_mlir.execution_engine import ExecutionEngine
-    engine = ExecutionEngine(module, opt_level=3, shared_libs=shared_libs)
+    engine = ExecutionEngine(module, opt_level=int(os.environ.get("FASTC_CPU_OPT_LEVEL", "2")), shared_libs=shared_libs)
     engine.raw_register_runtime("memrefCopy", ctypes.cast(_MEMREF_COPY, ctypes.c_void_p))
     engine.initialize()
     return engine
