@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 import torch.fx as fx
 
-from fastc.ir.constants import constant_value
 from fastc.ir.kernel_plan import KernelPlan
 
 from .errors import Unsupported
@@ -165,28 +164,36 @@ class _KernelCall:
         self.runner, self.kernel = runner, kernel
         self.__name__ = kernel.name
         self.tried = False
+        self._aten = None
+
+    def aten(self, inputs):
+        """The kernel's outputs from its ATen ops, through FX-generated Python (no interpretation)."""
+        if self._aten is None:
+            from .cpu.subgraph import ops_module
+            self._aten = ops_module(self.kernel)
+        return self._aten(*inputs)
 
     def __call__(self, *inputs):
         r, kernel = self.runner, self.kernel
         g = r.generated.get(kernel.id)
         if g is None:
-            return _aten_values(kernel, inputs)
+            return self.aten(inputs)
         try:
             if r.chooser is not None:
-                values = r.chooser.run(g, inputs, r.sizes, lambda: _aten_values(kernel, inputs))
+                values = r.chooser.run(g, inputs, r.sizes, lambda: self.aten(inputs))
             elif r.tuner is not None:
                 values = r.tuner.run(g, inputs, r.sizes)
             else:
                 values = g.run(*inputs, symbols=r.sizes)
         except Unsupported:
-            return _aten_values(kernel, inputs)  # these sizes only (say, empty rows)
+            return self.aten(inputs)  # these sizes only (say, empty rows)
         except Exception as e:  # noqa: BLE001 - first call only: generated code must not fail a model
             if self.tried or r.strict:
                 raise
             r.generated.pop(kernel.id)
             r.info.kernels.remove(g.name)
             r.info.fallbacks.append((kernel.name, f"generated kernel failed: {type(e).__name__}: {e}"))
-            return _aten_values(kernel, inputs)
+            return self.aten(inputs)
         self.tried = True
         return values
 
@@ -210,23 +217,6 @@ def _call_graph(gm, steps, calls) -> fx.GraphModule:
     output = next(n for n in gm.graph.nodes if n.op == "output")
     graph.output(fx.node.map_arg(output.args[0], lambda a: env[a]))
     return fx.GraphModule(gm, graph)
-
-
-def _aten_values(kernel, inputs) -> list:
-    """A kernel's outputs computed by its ATen ops."""
-    env = dict(zip(kernel.inputs, inputs))
-    for n in kernel.nodes:
-        env[n] = _run_node(n, env)
-    return [env[n] for n in kernel.outputs]
-
-
-def _run_node(node: fx.Node, env):
-    if node.op == "get_attr":
-        return constant_value(node)
-    args, kwargs = fx.node.map_arg((node.args, node.kwargs), lambda n: env[n])
-    if node.op == "call_function":
-        return node.target(*args, **kwargs)
-    raise NotImplementedError(f"cannot run fx node {node.format_node()} (op {node.op})")
 
 
 def _steps(gm, plan):

@@ -8,28 +8,33 @@ import torch.fx as fx
 from torch.fx.passes.shape_prop import _extract_tensor_metadata
 
 
-def kernel_graph(kernel) -> fx.GraphModule:
+def ops_module(kernel) -> fx.GraphModule:
+    """The kernel's ops as a callable: inputs in kernel-input order -> tuple of outputs."""
     graph = fx.Graph()
-    env: dict[fx.Node, fx.Node] = {}
-    for i, node in enumerate(kernel.inputs):
-        p = graph.placeholder(f"in{i}")
-        p.meta = {k: v for k, v in node.meta.items() if k in ("val", "tensor_meta")}
-        if "val" not in p.meta:
-            value = example_value(node)
-            p.meta["val"] = value
-            if isinstance(value, torch.Tensor):  # what torch-mlir reads a non-fake value's type from
-                p.meta["tensor_meta"] = _extract_tensor_metadata(value)
-        env[node] = p
+    env: dict[fx.Node, fx.Node] = {n: graph.placeholder(f"in{i}") for i, n in enumerate(kernel.inputs)}
     for node in kernel.nodes:
-        copy = env[node] = graph.node_copy(node, lambda n: env[n])
-        copy.meta = {k: v for k, v in node.meta.items() if k in ("val", "tensor_meta")}
-        if "val" not in copy.meta:  # a graph parsed from text: run the op on meta tensors
-            args, kwargs = fx.node.map_arg((copy.args, copy.kwargs), lambda n: n.meta["val"])
-            copy.meta["val"] = value = copy.target(*args, **kwargs)
-            if isinstance(value, torch.Tensor):
-                copy.meta["tensor_meta"] = _extract_tensor_metadata(value)
+        env[node] = graph.node_copy(node, lambda n: env[n])
     graph.output(tuple(env[n] for n in kernel.outputs))
     return fx.GraphModule({}, graph)
+
+
+def kernel_graph(kernel) -> fx.GraphModule:
+    """`ops_module` with example values on every node (torch-mlir's importer reads types there)."""
+    gm = ops_module(kernel)
+    sources = list(kernel.inputs) + list(kernel.nodes)
+    for node, copy in zip(sources, [n for n in gm.graph.nodes if n.op != "output"]):
+        copy.meta = {k: v for k, v in node.meta.items() if k in ("val", "tensor_meta")}
+        if "val" in copy.meta:
+            continue
+        if copy.op == "placeholder":
+            value = example_value(node)
+        else:  # a graph parsed from text: run the op on meta tensors
+            args, kwargs = fx.node.map_arg((copy.args, copy.kwargs), lambda n: n.meta["val"])
+            value = copy.target(*args, **kwargs)
+        copy.meta["val"] = value
+        if isinstance(value, torch.Tensor):  # what torch-mlir reads a non-fake value's type from
+            copy.meta["tensor_meta"] = _extract_tensor_metadata(value)
+    return gm
 
 
 def example_value(node: fx.Node):
