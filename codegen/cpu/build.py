@@ -21,8 +21,9 @@ from ..cache import cache_dir, sha256, versions, _atomic_write
 from ..errors import Unsupported
 from ..schedule import Schedule, heuristic_schedule
 from . import runtime
-from .fast_math import EXPF, use_vector_exp
+from .fast_math import use_vector_math
 from .linalg import ELEMENT_TYPES, Param, declaration, entry_function, import_kernel, relax_float_math
+from .nan import propagate_nan
 from .pipeline import pipeline_text
 from .subgraph import example_value, kernel_graph
 
@@ -203,6 +204,7 @@ def compile_kernels(kernels, schedules=(SERIAL,)) -> tuple[dict, list]:
             module = import_kernel(kernel_graph(k), body, context)
             func = _only_func(module)
             entry = entry_function(k.name, body, func.type, d["params"], d["out_params"])
+            propagate_nan(module)
             relax_float_math(module, context)
         except Unsupported as e:
             failed.append((k.name, e.reason))
@@ -314,9 +316,8 @@ def _combined_text(pieces) -> str:
     printed without aliases before they are put side by side."""
     bodies, entries, helpers = [], [], set()
     for module_text, entry, _decl in pieces:
-        inner, uses_exp = use_vector_exp(_strip_module(module_text))
-        if uses_exp:
-            helpers.add(EXPF)
+        inner, used = use_vector_math(_strip_module(module_text))
+        helpers |= used
         bodies.append(inner.replace("func.func @", "func.func private @", 1))
         entries.append(entry)
     return "module {\n" + "".join(sorted(helpers)) + "".join(bodies) + "".join(entries) + "}\n"
