@@ -104,8 +104,6 @@ def _compile_native(gm, *, strict: bool, autotune: bool, choose: str):
     if choose not in CHOICES:
         raise ValueError(f"unknown kernel choice {choose!r} (valid: {', '.join(CHOICES)})")
     info = CompileInfo("cpu")
-    from .cpu.plan import products_on_aten
-    products_on_aten(gm)
     plan = KernelPlan.of(gm)
     try:
         from .cpu import compile_kernels

@@ -11,6 +11,8 @@ guaranteed to be seen: recompile (torch._dynamo.reset()) after changing weights.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import itertools
 import logging
 import os
@@ -143,6 +145,7 @@ def _compile_real(gm: fx.GraphModule, kind: str, opts: Options, frozen: list[int
     REPORTS.append(report)
     dump = DebugDump(opts.debug_dir, report.graph_id, kind)
     dump.graph("captured", gm)
+    opts = dataclasses.replace(opts, target=_resolve_target(opts.target, _example_values(gm)))
     captured = gm
     try:
         if frozen:
@@ -185,10 +188,14 @@ def _resolve_target(target: str, example_inputs) -> str:
     return "triton" if cuda else "cpu"
 
 
+def _example_values(gm: fx.GraphModule) -> list:
+    return ([n.meta.get("val") for n in gm.graph.nodes if n.op == "placeholder"]
+            + [getattr(gm, n.target) for n in gm.graph.nodes if n.op == "get_attr"])
+
+
 def _generate_code(gm: fx.GraphModule, opts: Options, report: GraphReport, dump: DebugDump):
     """A runner of generated kernels for the planned graph, or None to run its ATen ops."""
-    target = _resolve_target(opts.target, [n.meta.get("val") for n in gm.graph.nodes if n.op == "placeholder"]
-                             + [getattr(gm, n.target) for n in gm.graph.nodes if n.op == "get_attr"])
+    target = _resolve_target(opts.target, _example_values(gm))
     report.target = target
     if target == "aten":
         return None

@@ -14,7 +14,7 @@ def default_pipeline(opts: Options) -> list[Pass]:
         FoldConstants(),          # precompute ops over frozen weights
         CommonSubexpressions(),   # merge repeated pure ops
         DeadCode(),               # drop what nothing uses
-        PlanKernels(),            # group ops into kernels for code generation (marks only)
+        PlanKernels(products=opts.target != "cpu"),  # group ops into kernels (marks only)
     ]
     return passes
 

@@ -52,6 +52,10 @@ class PlanKernels(Pass):
     max_ops: int = 64
     epilogues: bool = True
     reductions: bool = True
+    #: Matrix products inside kernels. False (the native CPU target, where ATen's GEMM is far
+    #: faster than generated loops): a product runs as an ATen call and its epilogue as a
+    #: pointwise kernel.
+    products: bool = True
 
     def run(self, gm: fx.GraphModule) -> int:
         choices = FusionChoices(self.max_ops, self.epilogues, self.reductions)
@@ -59,13 +63,17 @@ class PlanKernels(Pass):
             n.meta.pop("kernel", None)
             n.meta.pop("kernel_kind", None)
         planner = _Planner(gm, choices)
-        kernels = planner.plan()
-        for k, group in enumerate(kernels):
-            for n in group.nodes:
-                n.meta["kernel"] = k
-                n.meta["kernel_kind"] = group.kind
+        kernels = 0
+        for group in planner.plan():
+            nodes, kind = group.nodes, group.kind
+            if kind == "matmul" and not self.products:  # the product stays an ATen call
+                nodes, kind = [n for n in nodes if n is not group.matmul], "pointwise"
+            for n in nodes:
+                n.meta["kernel"] = kernels
+                n.meta["kernel_kind"] = kind
+            kernels += bool(nodes)
         _make_kernels_contiguous(gm)
-        return len(kernels)
+        return kernels
 
 
 class _Planner:

@@ -12,6 +12,7 @@ import glob
 import logging
 import os
 import sys
+import threading
 
 import torch
 
@@ -81,26 +82,42 @@ class Arguments:
             total += 3 + 2 * entry[1] if entry[0] == "tensor" else 1
         self.slots = total
         self.nargs = len(layout)
+        self._local = threading.local()
 
     def call(self, fn, values) -> None:
         flat: list[int] = []
+        floats = False
         for entry, v in zip(self.layout, values):
             if entry[0] == "tensor":
                 p = v.data_ptr()
                 flat += (p, p, 0, *v.shape, *v.stride())
+            elif entry[0] == "float":
+                flat.append(0)
+                floats = True
             else:
-                flat.append(int(v) if entry[0] != "float" else 0)
-        buf = (ctypes.c_int64 * self.slots)(*flat)
-        for i, (entry, v) in enumerate(zip(self.layout, values)):
-            if entry[0] == "float":
-                ctypes.c_double.from_buffer(buf, 8 * self.offsets[i]).value = float(v)
-        base = ctypes.addressof(buf)
-        pointers = (ctypes.c_void_p * self.nargs)(*[base + 8 * o for o in self.offsets])
-        paddr = ctypes.addressof(pointers)
-        packed = (ctypes.c_void_p * self.nargs)(*[
-            paddr + 8 * i if entry[0] == "tensor" else base + 8 * self.offsets[i]
-            for i, entry in enumerate(self.layout)])
+                flat.append(int(v))
+        buf, packed = self._buffers()
+        buf[:] = flat
+        if floats:
+            for i, (entry, v) in enumerate(zip(self.layout, values)):
+                if entry[0] == "float":
+                    ctypes.c_double.from_buffer(buf, 8 * self.offsets[i]).value = float(v)
         fn(packed)
+
+    def _buffers(self):
+        """This thread's argument array and the packed pointers into it (made once per thread:
+        a compiled model may be called from several threads at once)."""
+        mine = getattr(self._local, "buffers", None)
+        if mine is None:
+            buf = (ctypes.c_int64 * max(1, self.slots))()
+            base = ctypes.addressof(buf)
+            pointers = (ctypes.c_void_p * max(1, self.nargs))(*[base + 8 * o for o in self.offsets])
+            paddr = ctypes.addressof(pointers)
+            packed = (ctypes.c_void_p * max(1, self.nargs))(*[
+                paddr + 8 * i if entry[0] == "tensor" else base + 8 * self.offsets[i]
+                for i, entry in enumerate(self.layout)])
+            mine = self._local.buffers = (buf, packed, pointers)
+        return mine[0], mine[1]
 
 
 class _Unranked(ctypes.Structure):

@@ -1,5 +1,6 @@
 # RUN: %fastc-opt --split-input-file -p plan-kernels %s | filecheck %s
 # RUN: %fastc-opt --split-input-file -p 'plan-kernels{epilogues=false}' %s | filecheck %s --check-prefix=NOEPI
+# RUN: %fastc-opt --split-input-file -p 'plan-kernels{products=false}' %s | filecheck %s --check-prefix=NOPROD
 
 # A chain of pointwise ops is one kernel.
 # CHECK-LABEL: graph @pointwise_chain
@@ -47,6 +48,16 @@ graph @rms_norm(%x: f32[2, 16], %w: f32[16]) {
 # NOEPI-LABEL: graph @linear_gelu_residual
 # NOEPI: %mm: f32[6, 8] = aten.mm.default(%x, %w) {kernel = 0, kind = "matmul"}
 # NOEPI-NEXT: %b: f32[6, 8] = aten.add.Tensor(%mm, %bias) {kernel = 1, kind = "pointwise"}
+# Without products in kernels (the native CPU target) the products stay ATen calls and the
+# epilogue is a pointwise kernel of its own.
+# NOPROD-LABEL: graph @linear_gelu_residual
+# NOPROD: %mm: f32[6, 8] = aten.mm.default(%x, %w){{$}}
+# NOPROD-NEXT: %b: f32[6, 8] = aten.add.Tensor(%mm, %bias) {kernel = 0, kind = "pointwise"}
+# NOPROD-NEXT: %v: f32[2, 3, 8] = aten.view.default(%b, [2, 3, 8]) {kernel = 0, kind = "pointwise"}
+# NOPROD-NEXT: %g: f32[2, 3, 8] = aten.gelu.default(%v) {kernel = 0, kind = "pointwise"}
+# NOPROD-NEXT: %r: f32[2, 3, 8] = aten.add.Tensor(%g, %res) {kernel = 0, kind = "pointwise"}
+# NOPROD-NEXT: %v2: f32[6, 8] = aten.view.default(%r, [6, 8]){{$}}
+# NOPROD-NEXT: %mm2: f32[6, 8] = aten.mm.default(%v2, %w2){{$}}
 graph @linear_gelu_residual(%x: f32[6, 4], %w: f32[4, 8], %bias: f32[8], %res: f32[2, 3, 8], %w2: f32[8, 8]) {
   %mm: f32[6, 8] = aten.mm.default(%x, %w)
   %b: f32[6, 8] = aten.add.Tensor(%mm, %bias)
