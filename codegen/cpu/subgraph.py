@@ -34,8 +34,21 @@ def kernel_graph(kernel) -> fx.GraphModule:
         copy.meta["val"] = value
         if isinstance(value, torch.Tensor):  # what torch-mlir reads a non-fake value's type from
             copy.meta["tensor_meta"] = _extract_tensor_metadata(value)
+    _refuse_nan_blind_ops(gm)
     _spell_out_tanh_gelu(gm)
     return gm
+
+
+def _refuse_nan_blind_ops(gm: fx.GraphModule) -> None:
+    """torch-mlir's argmax/argmin compare with ordered predicates, so a NaN never wins where
+    eager returns its position: float arg-reductions run as ATen."""
+    from ..errors import Unsupported
+    aten = torch.ops.aten
+    for node in gm.graph.nodes:
+        if node.target in (aten.argmax.default, aten.argmin.default):
+            x = node.args[0].meta.get("val")
+            if isinstance(x, torch.Tensor) and x.dtype.is_floating_point:
+                raise Unsupported(f"{node.target.__name__.split('.')[0]} of floats (torch-mlir ignores NaN)")
 
 
 def _spell_out_tanh_gelu(gm: fx.GraphModule) -> None:
