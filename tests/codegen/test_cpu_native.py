@@ -69,12 +69,12 @@ def compiled(fn, options=GENERATED, dynamic=False):
     return torch.compile(fn, backend="fastc", options=options, dynamic=dynamic)
 
 
-def check(fn, *args, kinds=(), tol=None, strides=False):
+def check(fn, *args, kinds=(), tol=None, strides=False, aten=()):
     """fn through the cpu target (generated code only) matches eager; returns the reports."""
     start = len(REPORTS)
     actual = compiled(fn)(*args)
     assert_matches(actual, fn(*args), tol, strides)
-    assert_native(REPORTS[start:], kinds)
+    assert_native(REPORTS[start:], kinds, aten)
     return REPORTS[start:]
 
 
@@ -121,7 +121,16 @@ def test_reduction_over_several_axes_keepdim():
 
 
 def test_argmax_and_sum_of_booleans():
-    check(lambda x: (x.argmax(-1), x.argmin(0), (x > 0).sum(-1)), torch.randn(5, 7), kinds=["reduction"])
+    check(lambda x: (x.argmax(-1), x.argmin(0), (x > 0).sum(-1)), torch.randn(5, 7), kinds=["reduction"],
+          aten=["of floats (torch-mlir ignores NaN)"])
+
+
+def test_integer_argmax_is_native_and_float_argmax_with_nan_is_right():
+    check(lambda x: (x.argmax(-1), x.argmin(0)), torch.randint(-5, 5, (5, 7)), kinds=["reduction"])
+    x = torch.randn(4, 6)
+    x[1, 2] = x[2, 0] = float("nan")
+    check(lambda t: (t.argmax(-1), t.argmin(0), t.sum(-1)), x, kinds=["reduction"],
+          aten=["of floats (torch-mlir ignores NaN)"])
 
 
 # Matrix products run as ATen (oneDNN/MKL) on this target; their pointwise epilogues are native.
