@@ -4,6 +4,7 @@
     python bench/opinfo_sweep.py --backends fastc --ops add,mul,cat
     python bench/opinfo_sweep.py --write-table         # rewrite tests/opinfo_expected_failures.py
     python bench/opinfo_sweep.py --grad --write-table  # the gradient sweep: its "grad:" entries
+    python bench/opinfo_sweep.py --target cpu --write-table  # native CPU code: its "cpu:" entries
 
 Each op's first CPU float32 sample runs eagerly and compiled, exactly as tests/test_opinfo.py
 does (the check lives there). The table's reasons are:
@@ -19,6 +20,7 @@ import os
 import sys
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,14 +43,23 @@ def short_error(e: BaseException, limit: int = 140) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def sweep(backend: str, ops: list, grad: bool = False) -> dict[str, dict]:
+# --target: fastc's options and the table's key prefix for that sweep (as in tests/test_opinfo.py).
+TARGETS = {
+    "auto": ({}, ""),
+    "cpu": (test_opinfo.CPU_OPTIONS, test_opinfo.CPU_PREFIX),
+    "triton-interpret": ({"target": "triton-interpret"}, test_opinfo.TRITON_PREFIX),
+}
+
+
+def sweep(backend: str, ops: list, grad: bool = False, options: dict | None = None) -> dict[str, dict]:
     """op key -> {"status": "pass"|"fail"|"skip", "error": str, "seconds": float}."""
     results = {}
     for op in ops:
         key = test_opinfo.op_key(op)
         start = time.perf_counter()
         try:
-            info = test_opinfo.check_op(op, backend, grad=grad)
+            info = test_opinfo.check_op(op, backend, grad=grad,
+                                        options=options if backend == "fastc" else None)
             results[key] = {"status": "pass", **info}
         except BaseException as e:  # pytest.skip raises a BaseException
             if isinstance(e, KeyboardInterrupt):
@@ -79,8 +90,11 @@ def table(results: dict[str, dict[str, dict]], prefix: str = "") -> dict[str, st
 def write_table(entries: dict[str, str], prefix: str = ""):
     """Rewrites the table: the entries of this sweep replace those with the same key prefix."""
     from opinfo_expected_failures import EXPECTED_FAILURES
-    grad = test_opinfo.GRAD_PREFIX
-    kept = {k: v for k, v in EXPECTED_FAILURES.items() if k.startswith(grad) != (prefix == grad)}
+    prefixes = (test_opinfo.GRAD_PREFIX, test_opinfo.TRITON_PREFIX, test_opinfo.CPU_PREFIX)
+
+    def prefix_of(key):
+        return next((p for p in prefixes if key.startswith(p)), "")
+    kept = {k: v for k, v in EXPECTED_FAILURES.items() if prefix_of(k) != prefix}
     entries = {**kept, **entries}
     head = TABLE.read_text().split("EXPECTED_FAILURES")[0] if TABLE.exists() else ""
     lines = [head + "EXPECTED_FAILURES: dict[str, str] = {"]
@@ -95,6 +109,9 @@ def main():
     parser.add_argument("--backends", default="aot_eager,fastc")
     parser.add_argument("--ops", default="", help="comma-separated op keys (default: all swept ops)")
     parser.add_argument("--grad", action="store_true", help="sweep gradients (test_op_gradients_match_eager)")
+    parser.add_argument("--target", choices=sorted(TARGETS), default="auto",
+                        help="fastc's target: cpu is test_op_through_native_cpu_code_matches_eager "
+                             "(generated code always runs), triton-interpret the generated Triton sweep")
     parser.add_argument("--json", help="write per-op results here")
     parser.add_argument("--load", action="append", default=[], help="merge results from earlier --json files")
     parser.add_argument("--write-table", action="store_true", help=f"rewrite {TABLE.relative_to(ROOT)}")
@@ -111,7 +128,7 @@ def main():
         results.update(json.loads(Path(path).read_text()))
     for backend in filter(None, args.backends.split(",")):
         start = time.perf_counter()
-        results[backend] = sweep(backend, ops, grad=args.grad)
+        results[backend] = sweep(backend, ops, grad=args.grad, options=TARGETS[args.target][0])
         print(f"{backend}: swept {len(ops)} ops in {time.perf_counter() - start:.0f} s", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
@@ -120,6 +137,14 @@ def main():
     for backend, r in results.items():
         counts = {s: sum(1 for v in r.values() if v["status"] == s) for s in ("pass", "fail", "skip")}
         print(f"{backend:>10}: {counts['pass']} pass, {counts['fail']} fail, {counts['skip']} skip")
+    if "fastc" in results:
+        passed = [r for r in results["fastc"].values() if r["status"] == "pass"]
+        fallbacks = Counter(reason for r in passed for _kernel, reason in r.get("aten", []))
+        print(f"fastc ran generated code in {sum(1 for r in passed if r.get('generated'))} ops; "
+              f"{sum(fallbacks.values())} planned kernels ran as ATen (Unsupported) in "
+              f"{sum(1 for r in passed if r.get('aten'))} ops")
+        for reason, n in fallbacks.most_common(10):
+            print(f"  {n:4d}  {reason[:150]}")
     if "fastc" in results and "aot_eager" in results:
         bugs = sorted(k for k, r in results["fastc"].items()
                       if r["status"] == "fail" and results["aot_eager"].get(k, {}).get("status") == "pass")
@@ -129,7 +154,7 @@ def main():
         slowest = sorted(results["fastc"].items(), key=lambda kv: -kv[1]["seconds"])[:10]
         print("slowest under fastc: " + ", ".join(f"{k} {v['seconds']:.1f}s" for k, v in slowest))
     if args.write_table:
-        prefix = test_opinfo.GRAD_PREFIX if args.grad else ""
+        prefix = test_opinfo.GRAD_PREFIX if args.grad else TARGETS[args.target][1]
         write_table(table(results, prefix), prefix)
         print(f"wrote {TABLE}")
 

@@ -7,6 +7,11 @@ while the op runs eagerly) or return uninitialized memory are compared by shape 
 sample that fails eagerly (the CUDA-only jiterator ops) is skipped. With FASTC_OPINFO_GRAD=1 the
 gradients of the first requires-grad sample are swept as well (forward and backward graphs).
 
+Two more forward sweeps force planned kernels through code generation: generated Triton (run by
+Triton's interpreter) and native CPU code (torch-mlir, MLIR, LLVM) with kernel_choice="generated",
+so the native code runs rather than whichever of it and ATen measures faster. A kernel the
+generator cannot lower (Unsupported) runs as ATen and is recorded; any other failure raises.
+
 Expected failures live in one table, tests/opinfo_expected_failures.py, each with its reason; an
 op in the table is xfail(strict=True), so an op that starts passing must leave the table.
 bench/opinfo_sweep.py regenerates the table by sweeping with aot_eager and fastc.
@@ -116,8 +121,9 @@ def check_op(op, backend: str = "fastc", grad: bool = False, options: dict | Non
     """Runs the op's first float32 sample eagerly and compiled with `backend`; raises on a mismatch.
     With `grad`, the sample requires grad and the input gradients are compared as well.
 
-    Returns what happened: whether the op is random (compared by shape) and how many graphs
-    the backend compiled.
+    Returns what happened: whether the op is random (compared by shape), how many graphs the
+    backend compiled and, for fastc, the planned kernels that ran generated code and those that
+    ran as ATen with the reason ((kernel, reason) pairs).
     """
     if grad and not op.supports_autograd:
         pytest.skip("no autograd support")
@@ -148,6 +154,8 @@ def check_op(op, backend: str = "fastc", grad: bool = False, options: dict | Non
             return fastc_backend(gm, example_inputs, options={**FASTC_OPTIONS, **(options or {})})
         return torch._dynamo.lookup_backend(backend)(gm, example_inputs)
 
+    from fastc.report import REPORTS
+    first_report = len(REPORTS)
     torch._dynamo.reset()
     compiled = torch.compile(op.op, backend=counting_backend, dynamic=False)
     # Data-dependent output shapes (nonzero, unique) and .item() stay in the graph (unbacked
@@ -162,11 +170,23 @@ def check_op(op, backend: str = "fastc", grad: bool = False, options: dict | Non
         _compare(actual[1], expected[1], random, "gradient")
     else:
         _compare(actual, expected, random)
-    return {"random": random, "graphs": graphs}
+    reports = REPORTS[first_report:]
+    aten = [tuple(k) for r in reports for k in r.aten_kernels]
+    # A module torch-mlir accepted that then fails in the MLIR passes or LLVM is a bug, but the
+    # native build records it as a fallback (ATen runs) instead of raising under on_error="raise".
+    broken = [f"{kernel}: {reason}" for kernel, reason in aten if reason.startswith(BUILD_FAILED)]
+    assert not broken, f"native build failed: {broken}"
+    return {"random": random, "graphs": graphs,
+            "generated": [k for r in reports for k in r.generated_kernels], "aten": aten}
 
 
+#: How fastc.codegen.cpu.build words a kernel whose module failed in the MLIR passes or LLVM.
+BUILD_FAILED = "MLIR/LLVM compilation failed"
 GRAD_PREFIX = "grad:"
 TRITON_PREFIX = "triton:"
+CPU_PREFIX = "cpu:"
+#: The native CPU sweep: generated code always runs (not measured against ATen).
+CPU_OPTIONS = {"target": "cpu", "kernel_choice": "generated"}
 #: Set FASTC_OPINFO_GRAD=1 to sweep gradients too (about as long again as the forward sweep).
 SWEEP_GRAD = os.environ.get("FASTC_OPINFO_GRAD", "0") == "1"
 
@@ -184,8 +204,9 @@ def _params(prefix: str = ""):
 
 def test_table_names_only_swept_ops():
     keys = {op_key(op) for op in swept_ops()}
+    prefixes = (GRAD_PREFIX, TRITON_PREFIX, CPU_PREFIX)
     stale = sorted(k for k in EXPECTED_FAILURES
-                   if k.removeprefix(GRAD_PREFIX).removeprefix(TRITON_PREFIX) not in keys)
+                   if next((k[len(p):] for p in prefixes if k.startswith(p)), k) not in keys)
     assert not stale, f"expected failures name ops that are not swept: {stale}"
 
 
@@ -213,5 +234,15 @@ def test_op_through_generated_triton_matches_eager(op):
     """The same sweep with planned kernels lowered to Triton (run by Triton's interpreter)."""
     try:
         check_op(op, "fastc", options={"target": "triton-interpret"})
+    finally:
+        torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("op", _params(CPU_PREFIX))
+def test_op_through_native_cpu_code_matches_eager(op):
+    """The same sweep with planned kernels compiled to native code (torch-mlir, MLIR, LLVM) and
+    always run as such."""
+    try:
+        check_op(op, "fastc", options=CPU_OPTIONS)
     finally:
         torch._dynamo.reset()

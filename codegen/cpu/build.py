@@ -47,6 +47,10 @@ class NativeKernel:
     needs_symbols: list[str]
     entries: dict = field(default_factory=dict)    # Schedule -> packed C entry point
     compiler: object = None                        # builds an entry for a schedule on demand
+    dynamic_inputs: bool = False                   # some input size is a symbol (may be 0)
+    # size symbol -> (input, dim) that carries it: data-dependent sizes (unbacked symbols, say
+    # after a boolean mask) are not bound by the graph's inputs, but the kernel's inputs have them.
+    input_sizes: dict = field(default_factory=dict)
 
     def __post_init__(self):
         layout = [("tensor", p.rank) if p.kind == "tensor" else (p.kind,) for p in self.params]
@@ -62,9 +66,24 @@ class NativeKernel:
         return list(self.entries)
 
     def problem_sizes(self, *inputs, symbols=None) -> dict[str, int]:
-        return {"xnumel": self._int(self.numel, symbols)}
+        if inputs:
+            symbols = self._with_input_sizes(inputs, symbols)
+        try:
+            return {"xnumel": self._int(self.numel, symbols)}
+        except ValueError as e:  # a data-dependent size, asked for without the inputs
+            raise Unsupported(str(e)) from None
+
+    def _with_input_sizes(self, inputs, symbols):
+        missing = [(s, i, d) for s, (i, d) in self.input_sizes.items() if s not in (symbols or {})]
+        if not missing:
+            return symbols
+        return {**(symbols or {}), **{s: int(inputs[i].shape[d]) for s, i, d in missing}}
 
     def run(self, *inputs, schedule: Schedule | None = None, symbols: dict | None = None) -> tuple:
+        if self.dynamic_inputs and any(isinstance(x, torch.Tensor) and x.numel() == 0 for x in inputs):
+            raise Unsupported(EMPTY)  # this call only: the caller runs the kernel's ATen ops
+        if self.input_sizes:
+            symbols = self._with_input_sizes(inputs, symbols)
         shapes = self._output_shapes(symbols)
         values = []
         for p, x in zip(self.params, inputs):
@@ -166,9 +185,31 @@ def _refuse_dtypes(kernel) -> None:
                                   f"({REFUSED_DTYPES[v.dtype]})")
 
 
+# Empty tensors run as ATen: there is nothing to compute, and torch-mlir's lowerings do not
+# follow ATen's conventions for reductions over no elements (var/std of none is NaN in ATen,
+# -0.0 from torch-mlir's division by N - correction = -1).
+EMPTY = "empty tensors (no elements) run as ATen"
+
+
+def _refuse_empty(kernel) -> bool:
+    """Raises Unsupported for a kernel with a statically empty input or output; returns whether
+    some input size is symbolic (then `NativeKernel.run` checks at each call)."""
+    dynamic = False
+    for n in [*kernel.inputs, *kernel.outputs]:
+        val = example_value(n)
+        if not isinstance(val, torch.Tensor):
+            continue
+        sizes = [_expr(s) for s in val.shape]
+        if any(not isinstance(s, sympy.Basic) and s == 0 for s in sizes):
+            raise Unsupported(f"{n.name}: {EMPTY}")
+        dynamic = dynamic or (n in kernel.inputs and any(isinstance(s, sympy.Basic) for s in sizes))
+    return dynamic
+
+
 def describe(kernel) -> dict:
     """What the entry function of `kernel` takes and returns, from the graph's metadata."""
     _refuse_dtypes(kernel)
+    dynamic_inputs = _refuse_empty(kernel)
     params = [_param(n) for n in kernel.inputs]
     out_params, shapes, strides, dtypes = [], [], [], []
     for n in kernel.outputs:
@@ -182,7 +223,8 @@ def describe(kernel) -> dict:
         shapes.append(shape)
         strides.append(None if contiguous else st)
         dtypes.append(t.dtype)
-    return {"params": params, "out_params": out_params, "shapes": shapes, "strides": strides, "dtypes": dtypes}
+    return {"params": params, "out_params": out_params, "shapes": shapes, "strides": strides, "dtypes": dtypes,
+            "dynamic_inputs": dynamic_inputs}
 
 
 def compile_kernels(kernels, schedules=(SERIAL,)) -> tuple[dict, list]:
@@ -219,7 +261,8 @@ def compile_kernels(kernels, schedules=(SERIAL,)) -> tuple[dict, list]:
         needs = sorted({s.name for shape in d["shapes"] + [x for x in d["strides"] if x]
                         for e in shape if isinstance(e, sympy.Basic) for s in e.free_symbols})
         made[k.id] = NativeKernel(k.name, k.kind, d["params"], d["out_params"], d["shapes"], d["strides"],
-                                  d["dtypes"], numel, needs, compiler=_on_demand(pieces[k.id], k.name))
+                                  d["dtypes"], numel, needs, compiler=_on_demand(pieces[k.id], k.name),
+                                  dynamic_inputs=d["dynamic_inputs"], input_sizes=_input_sizes(k, needs))
         made[k.id].source = text + "\n" + entry
     for schedule in schedules:
         # Threads only pay on big kernels: small ones get a parallel build on demand (autotune).
@@ -230,6 +273,19 @@ def compile_kernels(kernels, schedules=(SERIAL,)) -> tuple[dict, list]:
     for kid in [kid for kid, nk in made.items() if not nk.entries]:
         del made[kid]
     return made, failed
+
+
+def _input_sizes(kernel, needs: list[str]) -> dict:
+    """{symbol: (input index, dim)} for the symbols in `needs` that an input's size is."""
+    found = {}
+    for i, n in enumerate(kernel.inputs):
+        val = example_value(n)
+        if isinstance(val, torch.Tensor):
+            for d, size in enumerate(val.shape):
+                e = _expr(size)
+                if isinstance(e, sympy.Symbol) and e.name in needs:
+                    found.setdefault(e.name, (i, d))
+    return found
 
 
 PARALLEL_BUILD_MIN_ELEMENTS = 1 << 16

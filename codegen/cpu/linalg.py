@@ -47,28 +47,50 @@ class Param:
 def import_kernel(graph_module, name: str, context):
     """torch-mlir's linalg-on-tensors module for `graph_module` (in `context`), its function
     named `name`. Raises Unsupported with torch-mlir's reason when an op does not lower."""
-    from torch_mlir.compiler_utils import OutputType, lower_mlir_module, run_pipeline_with_repro_report
+    from torch_mlir import ir
     from torch_mlir.extras.fx_importer import FxImporter
+    from torch_mlir.passmanager import PassManager
+    # torch-mlir's own pipeline runner prints the repro IR to a file in /tmp on every failure
+    # and its reason to stderr; a diagnostic handler keeps the reason for the fallback instead.
+    errors: list[str] = []
+
+    def on_diagnostic(d) -> bool:
+        if d.severity == ir.DiagnosticSeverity.ERROR:
+            errors.append(str(d.message))
+        return True
+    handler = context.attach_diagnostic_handler(on_diagnostic)
     importer = FxImporter(context=context)
     try:
         importer.import_stateless_graph(graph_module.graph, func_name=name)
-        run_pipeline_with_repro_report(
-            importer.module,
-            "builtin.module(func.func(torch-match-quantized-custom-ops), "
-            "torchdynamo-export-to-torch-backend-pipeline{ extra-library=})",
-            "fastc: torch -> torch backend IR")
-        lower_mlir_module(False, OutputType.LINALG_ON_TENSORS, importer.module)
+        with context:
+            context.emit_error_diagnostics = True  # passes may report errors without failing
+            for pipeline in TORCH_MLIR_PIPELINES:
+                PassManager.parse(pipeline).run(importer.module.operation)
+                if errors:
+                    break
     except Exception as e:  # noqa: BLE001 - torch-mlir reports unsupported ops as errors
-        raise Unsupported(f"torch-mlir: {_first_line(e)}") from None
+        errors.append(f"{type(e).__name__}: {e}")
+    finally:
+        handler.detach()
+    if errors:
+        raise Unsupported(f"torch-mlir: {_reason(errors[0])}")
     return importer.module
 
 
-def _first_line(e: Exception) -> str:
-    text = str(e)
-    for line in text.splitlines():
-        if "error" in line.lower():
-            return line.strip()[:300]
-    return (text.splitlines() or [type(e).__name__])[0][:300]
+# torch-mlir's FX import path (torch_mlir.fx.export_and_import, then lowering to linalg).
+TORCH_MLIR_PIPELINES = (
+    "builtin.module(func.func(torch-match-quantized-custom-ops), "
+    "torchdynamo-export-to-torch-backend-pipeline{ extra-library=})",
+    "builtin.module(torch-backend-to-linalg-on-tensors-backend-pipeline{allow-non-finites=True})",
+)
+
+
+def _reason(message: str) -> str:
+    """torch-mlir's error, short: an op with no lowering is named."""
+    op = re.search(r'name = "torch\.(aten\.[\w.]+)"', message)
+    if op and "failed to legalize" in message:
+        return f"no lowering for {op.group(1)}"
+    return (message.strip().splitlines() or [""])[0][:300]
 
 
 def entry_function(name: str, body: str, func_type, params: list[Param], out_params: list[Param]) -> str:

@@ -36,6 +36,7 @@ def kernel_graph(kernel) -> fx.GraphModule:
             copy.meta["tensor_meta"] = _extract_tensor_metadata(value)
     _refuse_nan_blind_ops(gm)
     _spell_out_tanh_gelu(gm)
+    _squeeze_dims_one_by_one(gm)
     return gm
 
 
@@ -74,6 +75,28 @@ def _spell_out_tanh_gelu(gm: fx.GraphModule) -> None:
         node.replace_all_uses_with(made[-1])
         gm.graph.erase_node(node)
     gm.recompile()
+
+
+def _squeeze_dims_one_by_one(gm: fx.GraphModule) -> None:
+    """torch-mlir (20261001) has no lowering for aten.squeeze.dims (logsumexp, for one): one
+    aten.squeeze.dim per dim, last dim first, squeezes the same dims."""
+    aten = torch.ops.aten
+    changed = False
+    for node in list(gm.graph.nodes):
+        if node.target is not aten.squeeze.dims:
+            continue
+        x, dims = node.args[0], node.args[1]
+        rank = x.meta["val"].dim()
+        value = x
+        with gm.graph.inserting_before(node):
+            for d in sorted({d % max(rank, 1) for d in dims}, reverse=True):
+                value = gm.graph.call_function(aten.squeeze.dim, (value, d))
+                value.meta["val"] = aten.squeeze.dim(value.args[0].meta["val"], d)
+        node.replace_all_uses_with(value)
+        gm.graph.erase_node(node)
+        changed = True
+    if changed:
+        gm.recompile()
 
 
 def example_value(node: fx.Node):
