@@ -6,6 +6,7 @@ combined module fails to compile, kernels are compiled one by one to find the cu
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 
 import sympy
 import torch
+import torch.fx as fx
 
 from fastc.ir import TensorType, node_type
 from fastc.ir.types import ScalarType
@@ -239,9 +241,16 @@ def compile_kernels(kernels, schedules=(SERIAL,)) -> tuple[dict, list]:
     context = ir.Context()
     torch_d.register_dialect(context)
     made, failed, pieces = {}, [], {}
+    first_of: dict[str, object] = {}   # kernel signature -> the kernel compiled for it
+    twins: list[tuple] = []             # (kernel, the earlier kernel with its signature)
     for k in kernels:
         try:
             d = describe(k)
+            signature = _signature(k, d)
+            if signature in first_of:  # the same code as an earlier kernel (say, the next layer)
+                twins.append((k, first_of[signature]))
+                continue
+            first_of[signature] = k
             body = f"k{k.id}_body"
             module = import_kernel(kernel_graph(k), body, context)
             func = _only_func(module)
@@ -272,7 +281,29 @@ def compile_kernels(kernels, schedules=(SERIAL,)) -> tuple[dict, list]:
             made[kid].entries[schedule] = fn
     for kid in [kid for kid, nk in made.items() if not nk.entries]:
         del made[kid]
+    reasons = dict(failed)
+    for k, first in twins:
+        if first.id in made:  # shares the compiled code (and schedules built later)
+            made[k.id] = dataclasses.replace(made[first.id], name=k.name, input_sizes=_input_sizes(
+                k, made[first.id].needs_symbols))
+            made[k.id].source = made[first.id].source
+        else:
+            failed.append((k.name, reasons.get(first.name, "as " + first.name)))
     return made, failed
+
+
+def _signature(kernel, described: dict) -> str:
+    """What a kernel's code depends on, with its values numbered by position: kernels with the
+    same signature (a transformer's layers) share one compiled function."""
+    number = {n: f"in{i}" for i, n in enumerate(kernel.inputs)}
+    number.update({n: f"v{i}" for i, n in enumerate(kernel.nodes)})
+    lines = [f"{number[n]}: {node_type(n)}" for n in kernel.inputs]
+    for n in kernel.nodes:
+        args = fx.node.map_arg((n.args, n.kwargs), lambda a: number[a])
+        lines.append(f"{number[n]}: {node_type(n)} = {n.target}{args!r}")
+    lines.append("out " + ", ".join(number[n] for n in kernel.outputs))
+    lines.append(repr({k: v for k, v in described.items() if k != "dtypes"}) + repr(described["dtypes"]))
+    return "\n".join(lines)
 
 
 def _input_sizes(kernel, needs: list[str]) -> dict:
