@@ -41,8 +41,8 @@ class Chooser:
             lines.append(f"{name}: {_label(choice)} ({times})")
         return lines
 
-    def _candidates(self, native, symbols) -> list:
-        sizes = native.problem_sizes(symbols=symbols)
+    def _candidates(self, native, inputs, symbols) -> list:
+        sizes = native.problem_sizes(*inputs, symbols=symbols)
         if self.autotune:
             schedules = candidate_schedules(native.kind, sizes, target="cpu")
         else:
@@ -55,7 +55,7 @@ class Chooser:
 
     def _measure(self, key, native, inputs, symbols, aten):
         results = []
-        for candidate in self._candidates(native, symbols):
+        for candidate in self._candidates(native, inputs, symbols):
             if candidate is ATEN:
                 run = aten
             else:

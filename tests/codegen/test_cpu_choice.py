@@ -63,7 +63,7 @@ def test_a_failing_aten_candidate_is_an_error_not_a_silent_choice():
     class Native:
         name, kind, schedules, entries = "k", "pointwise", [], {}
 
-        def problem_sizes(self, symbols=None):
+        def problem_sizes(self, *inputs, symbols=None):
             return {"xnumel": 4}
 
         def run(self, *inputs, schedule=None, symbols=None):
