@@ -144,7 +144,8 @@ class _Runner:
         self.symbols = {s: b for s, b in graph_bindings(gm).items() if s in needed}
         self.sizes: dict = {}
         self.calls = {k.id: _KernelCall(self, k) for k in plan.kernels}
-        self.code = _call_graph(gm, self.steps, self.calls)
+        self.module = _call_graph(gm, self.steps, self.calls)
+        self.code = self.module.forward  # not nn.Module.__call__: no hooks to run
 
     def __call__(self, *args):
         if self.symbols:
@@ -163,15 +164,21 @@ class _KernelCall:
         self.__name__ = kernel.name
         self.tried = False
         self._aten = None
+        self._fast = None   # once settled (static sizes): the winner, called directly
 
     def aten(self, inputs):
         """The kernel's outputs from its ATen ops, through FX-generated Python (no interpretation)."""
         if self._aten is None:
             from .cpu.subgraph import ops_module
-            self._aten = ops_module(self.kernel)
+            self._aten = ops_module(self.kernel).forward  # not nn.Module.__call__: no hooks
         return self._aten(*inputs)
 
     def __call__(self, *inputs):
+        if self._fast is not None:
+            try:
+                return self._fast(*inputs)
+            except Unsupported:
+                return self.aten(inputs)  # inputs in a layout this kernel cannot take
         r, kernel = self.runner, self.kernel
         g = r.generated.get(kernel.id)
         if g is None:
@@ -193,7 +200,25 @@ class _KernelCall:
             r.info.fallbacks.append((kernel.name, f"generated kernel failed: {type(e).__name__}: {e}"))
             return self.aten(inputs)
         self.tried = True
+        self._settle(g)
         return values
+
+    def _settle(self, g):
+        """With static sizes and the choice made, later calls skip the chooser and the checks."""
+        r = self.runner
+        if r.symbols or r.tuner is not None or not hasattr(g, "bound"):
+            return
+        if r.chooser is None:
+            self._fast = g.bound()
+            return
+        choice = r.chooser.best.get((g.name, None), None) if not r.chooser.dynamic else None
+        if choice is None:
+            return
+        if choice == "aten":
+            from .cpu.subgraph import ops_module
+            self._fast = self._aten or ops_module(self.kernel).forward
+        else:
+            self._fast = g.bound(choice)
 
 
 def _call_graph(gm, steps, calls) -> fx.GraphModule:

@@ -26,7 +26,7 @@ from . import runtime
 from .fast_math import use_vector_math
 from .linalg import ELEMENT_TYPES, Param, declaration, entry_function, import_kernel, relax_float_math
 from .nan import propagate_nan
-from .pipeline import pipeline_text
+from .pipeline import pipeline_text, run_pipeline
 from .subgraph import example_value, kernel_graph
 
 log = logging.getLogger("fastc")
@@ -87,11 +87,7 @@ class NativeKernel:
         if self.input_sizes:
             symbols = self._with_input_sizes(inputs, symbols)
         shapes = self._output_shapes(symbols)
-        values = []
-        for p, x in zip(self.params, inputs):
-            if p.kind == "tensor" and p.contiguous and not x.is_contiguous():
-                x = x.contiguous()
-            values.append(x)
+        values = [_in_layout(p, x) if p.kind == "tensor" else x for p, x in zip(self.params, inputs)]
         outs = [torch.empty(shape, dtype=dtype) if strides is None else
                 torch.empty_strided(shape, strides, dtype=dtype)
                 for (shape, strides), dtype in zip(shapes, self.out_dtypes)]
@@ -106,6 +102,34 @@ class NativeKernel:
             fn = self.entries[schedule] = self.compiler(self, schedule)
         self.arguments.call(fn, values + outs)
         return tuple(outs)
+
+    def bound(self, schedule: Schedule | None = None):
+        """A callable running this kernel under `schedule` with everything per-call precomputed,
+        for a kernel whose sizes are all static; None otherwise (then call `run`)."""
+        if not self._static or self.dynamic_inputs or self.input_sizes or self.needs_symbols:
+            return None
+        schedule = schedule or heuristic_schedule(self, self.problem_sizes(), target="cpu")
+        fn = self.entries.get(schedule)
+        if fn is None:
+            fn = self.entries[schedule] = self.compiler(self, schedule)
+        outputs = [(shape, strides, dtype) for (shape, strides), dtype in zip(self._output_shapes(None), self.out_dtypes)]
+        contiguous = [i for i, p in enumerate(self.params) if p.kind == "tensor" and p.contiguous]
+        fixed = [(i, p.strides) for i, p in enumerate(self.params) if p.kind == "tensor" and p.strides is not None]
+        call, empty, empty_strided = self.arguments.call, torch.empty, torch.empty_strided
+
+        def run(*inputs):
+            values = list(inputs)
+            for i in contiguous:
+                if not values[i].is_contiguous():
+                    values[i] = values[i].contiguous()
+            for i, strides in fixed:
+                if values[i].stride() != strides:
+                    values[i] = _restrided(values[i], strides)
+            outs = tuple(empty(shape, dtype=dtype) if strides is None else empty_strided(shape, strides, dtype=dtype)
+                         for shape, strides, dtype in outputs)
+            call(fn, values + list(outs))
+            return outs
+        return run
 
     def _output_shapes(self, symbols):
         if self._static:
@@ -159,13 +183,36 @@ def _tensor_layout(node) -> tuple[tuple, tuple, bool]:
     return shape, strides, _is_contiguous(shape, strides)
 
 
+def _in_layout(p: Param, x: torch.Tensor) -> torch.Tensor:
+    """`x` in the layout the kernel was compiled for (a copy only when it arrives otherwise)."""
+    if p.contiguous:
+        return x if x.is_contiguous() else x.contiguous()
+    if p.strides is not None and x.stride() != p.strides:
+        return _restrided(x, p.strides)
+    return x
+
+
+def _restrided(x: torch.Tensor, strides: tuple) -> torch.Tensor:
+    if any(st == 0 and size > 1 for st, size in zip(strides, x.shape)):
+        # compiled for a broadcast (stride 0) input that now arrives as real data: this call runs as ATen
+        raise Unsupported(f"input strides {x.stride()} where the kernel was compiled for {strides}")
+    return torch.empty_strided(x.shape, strides, dtype=x.dtype).copy_(x)
+
+
+def _static(strides, contiguous: bool) -> tuple | None:
+    """The strides of a non-contiguous layout when all are known numbers (compiled in)."""
+    if contiguous or any(isinstance(st, sympy.Basic) for st in strides):
+        return None
+    return tuple(int(st) for st in strides)
+
+
 def _param(node) -> Param:
     t = node_type(node)
     if isinstance(t, TensorType):
         if t.dtype not in ELEMENT_TYPES:
             raise Unsupported(f"{node.name}: dtype {t.dtype} on the native CPU target")
         shape, strides, contiguous = _tensor_layout(node)
-        return Param("tensor", len(shape), contiguous)
+        return Param("tensor", len(shape), contiguous, _static(strides, contiguous))
     if isinstance(t, ScalarType) and t.kind in ("int", "float", "bool"):
         return Param(t.kind)
     raise Unsupported(f"input {node.name} of type {t}")
@@ -221,7 +268,7 @@ def describe(kernel) -> dict:
         if t.dtype not in ELEMENT_TYPES:
             raise Unsupported(f"{n.name}: dtype {t.dtype} on the native CPU target")
         shape, st, contiguous = _tensor_layout(n)
-        out_params.append(Param("tensor", len(shape), contiguous))
+        out_params.append(Param("tensor", len(shape), contiguous, _static(st, contiguous)))
         shapes.append(shape)
         strides.append(None if contiguous else st)
         dtypes.append(t.dtype)
@@ -371,7 +418,7 @@ _ENGINES: list = []   # compiled engines live as long as the process (entry poin
 
 def _compile(pieces: list, names: list[str], schedule: Schedule) -> dict:
     """{kernel name: entry point} for the modules `pieces` lowered under `schedule`."""
-    from torch_mlir import ir, passmanager
+    from torch_mlir import ir
     threads = runtime.threads()
     pipeline = pipeline_text(schedule, threads)
     source = _combined_text(pieces)
@@ -384,9 +431,7 @@ def _compile(pieces: list, names: list[str], schedule: Schedule) -> dict:
     else:
         from torch_mlir.dialects import torch as torch_d
         torch_d.register_dialect(context)
-        module = ir.Module.parse(source, context)
-        with context:
-            passmanager.PassManager.parse(pipeline).run(module.operation)
+        module = run_pipeline(ir.Module.parse(source, context), schedule, threads)
         _store(key, str(module))
     libs = [runtime.openmp_library()] if schedule.parallel and runtime.openmp_library() else []
     engine = runtime.execution_engine(module, libs)

@@ -36,11 +36,14 @@ class Param:
     kind: str            # "tensor" | "int" | "float" | "bool"
     rank: int = 0
     contiguous: bool = True
+    strides: tuple | None = None   # a non-contiguous layout known when compiling (static sizes)
 
     def memref(self, tensor_type: str) -> str:
         inner = tensor_type[len("tensor<"):-1]
         if self.contiguous or self.rank == 0:
             return f"memref<{inner}>"
+        if self.strides is not None:  # static strides: LLVM sees unit inner strides, folds addresses
+            return f"memref<{inner}, strided<[{', '.join(map(str, self.strides))}]>>"
         return f"memref<{inner}, strided<[{', '.join(['?'] * self.rank)}], offset: ?>>"
 
 

@@ -2,6 +2,8 @@
 to the LLVM dialect. One list, read top to bottom; a schedule only adds or tunes steps."""
 from __future__ import annotations
 
+import re
+
 from ..schedule import Schedule
 
 
@@ -19,6 +21,9 @@ def lowering_pipeline(schedule: Schedule, threads: int) -> list[str]:
         # Buffers: tensors become memrefs over the caller's storage; temporaries are freed.
         "one-shot-bufferize{bufferize-function-boundaries=false}",
         "canonicalize",
+        # A kernel that only copies (a clone, a contiguous of a transpose) bufferizes to
+        # memref.copy, which lowers to a runtime call for strided layouts: make it a loop nest.
+        COPIES_AS_LOOPS,
         "buffer-deallocation-pipeline",
         # Loops: parallel dimensions become scf.parallel, reductions scf.for.
         "func.func(convert-linalg-to-parallel-loops)",
@@ -42,5 +47,32 @@ def lowering_pipeline(schedule: Schedule, threads: int) -> list[str]:
     ]
 
 
+# Not an MLIR pass: `run_pipeline` rewrites memref.copy ops into linalg.copy at this point.
+COPIES_AS_LOOPS = "fastc-copies-as-linalg"
+
+
 def pipeline_text(schedule: Schedule, threads: int) -> str:
     return "builtin.module(" + ", ".join(lowering_pipeline(schedule, threads)) + ")"
+
+
+def run_pipeline(module, schedule: Schedule, threads: int):
+    """Runs the pipeline on `module` (parsed in its context); returns the lowered module."""
+    from torch_mlir import ir, passmanager
+    steps = lowering_pipeline(schedule, threads)
+    cut = steps.index(COPIES_AS_LOOPS)
+    context = module.context
+    with context:
+        passmanager.PassManager.parse("builtin.module(" + ", ".join(steps[:cut]) + ")").run(module.operation)
+        text = str(module)
+        if "memref.copy" in text:
+            module = ir.Module.parse(copies_as_linalg(text), context)
+        passmanager.PassManager.parse("builtin.module(" + ", ".join(steps[cut + 1:]) + ")").run(module.operation)
+    return module
+
+
+_COPY = re.compile(r"^(\s*)memref\.copy (%[\w.#]+), (%[\w.#]+) : (.+) to (.+)$", re.M)
+
+
+def copies_as_linalg(text: str) -> str:
+    return _COPY.sub(lambda m: f"{m.group(1)}linalg.copy ins({m.group(2)} : {m.group(4)}) "
+                               f"outs({m.group(3)} : {m.group(5)})", text)
