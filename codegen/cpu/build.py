@@ -426,9 +426,13 @@ def _compile(pieces: list, names: list[str], schedule: Schedule) -> dict:
     context = ir.Context()
     lowered = _load(key)
     started = time.perf_counter()
+    module = None
     if lowered is not None:
-        module = ir.Module.parse(lowered, context)
-    else:
+        try:
+            module = ir.Module.parse(lowered, context)
+        except Exception:  # noqa: BLE001 - a damaged cache entry is rebuilt
+            log.warning("fastc: ignoring unreadable cache entry cpu/%s.mlir", key)
+    if module is None:
         from torch_mlir.dialects import torch as torch_d
         torch_d.register_dialect(context)
         module = run_pipeline(ir.Module.parse(source, context), schedule, threads)

@@ -73,3 +73,19 @@ def test_a_failing_aten_candidate_is_an_error_not_a_silent_choice():
         raise RuntimeError("aten failed")
     with pytest.raises(RuntimeError, match="aten failed"):
         chooser.run(Native(), [torch.ones(4)], {}, broken_aten)
+
+
+def test_a_damaged_cache_entry_is_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTC_CACHE_DIR", str(tmp_path))
+    x = torch.randn(64, 96)
+    run, _ = compile_planned(parse_graph(GRAPH), "cpu", strict=True, choose="generated")
+    run(x)
+    entries = list((tmp_path / "cpu").glob("*.mlir"))
+    assert entries, "the lowered module was not cached"
+    for entry in entries:
+        entry.write_text("module { this is not MLIR")
+    run, info = compile_planned(parse_graph(GRAPH), "cpu", strict=True, choose="generated")
+    (out,) = run(x)
+    torch.testing.assert_close(out, torch.softmax(x * 0.5, -1), atol=1e-6, rtol=1e-5)
+    assert info.kernels == ["k0_reduction"] and not info.fallbacks
+    assert all("llvm.func" in e.read_text() for e in entries), "the damaged entry was not rewritten"
