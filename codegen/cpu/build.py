@@ -24,7 +24,7 @@ from ..errors import Unsupported
 from ..schedule import Schedule, heuristic_schedule
 from . import runtime
 from .fast_math import use_vector_math
-from .linalg import ELEMENT_TYPES, Param, declaration, entry_function, import_kernel, relax_float_math
+from .linalg import ELEMENT_TYPES, Param, entry_function, import_kernel, relax_float_math
 from .nan import propagate_nan
 from .pipeline import pipeline_text, run_pipeline
 from .subgraph import example_value, kernel_graph
@@ -311,7 +311,7 @@ def compile_kernels(kernels, schedules=(SERIAL,)) -> tuple[dict, list]:
         if "{-#" in text:
             failed.append((k.name, "torch-mlir emitted resource constants"))
             continue
-        pieces[k.id] = (text, entry, declaration(body, func.type))
+        pieces[k.id] = (text, entry)
         numel = max((_product(shape) for shape in d["shapes"]),
                     key=lambda v: 0 if isinstance(v, sympy.Basic) else v, default=1)
         needs = sorted({s.name for shape in d["shapes"] + [x for x in d["strides"] if x]
@@ -451,7 +451,7 @@ def _combined_text(pieces) -> str:
     Each torch-mlir module prints its own affine-map aliases (#map, #map1, ...), so bodies are
     printed without aliases before they are put side by side."""
     bodies, entries, helpers = [], [], set()
-    for module_text, entry, _decl in pieces:
+    for module_text, entry in pieces:
         inner, used = use_vector_math(_strip_module(module_text))
         helpers |= used
         bodies.append(inner.replace("func.func @", "func.func private @", 1))

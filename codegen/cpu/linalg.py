@@ -126,12 +126,6 @@ def entry_function(name: str, body: str, func_type, params: list[Param], out_par
             + "\n".join(lines) + "\n    return\n  }\n")
 
 
-def declaration(body: str, func_type) -> str:
-    ins = ", ".join(str(t) for t in func_type.inputs)
-    outs = ", ".join(str(t) for t in func_type.results)
-    return f"  func.func private @{body}({ins}) -> ({outs})\n"
-
-
 FLOAT_ARITH = re.compile(r"^arith\.(addf|subf|mulf|divf|maximumf|minimumf|maxnumf|minnumf|negf|remf)$")
 
 
