@@ -7,6 +7,7 @@ candidate computes the same values, and the last run's outputs are the ones retu
 """
 from __future__ import annotations
 
+import threading
 import time
 
 import torch
@@ -19,12 +20,19 @@ class Autotuner:
         self.repeats = repeats
         self.best: dict[tuple, object] = {}          # (kernel, problem) -> Schedule
         self.timings: dict[tuple, list] = {}         # (kernel, problem) -> [(ms, Schedule)]
+        self._lock = threading.Lock()                # one measurement at a time (threads would skew it)
 
     def run(self, kernel, inputs, symbols=None):
         key = (kernel.name, _problem(inputs))
         schedule = self.best.get(key)
         if schedule is not None:
             return kernel.run(*inputs, schedule=schedule, symbols=symbols)
+        with self._lock:
+            return self._measure(key, kernel, inputs, symbols)
+
+    def _measure(self, key, kernel, inputs, symbols):
+        if key in self.best:
+            return kernel.run(*inputs, schedule=self.best[key], symbols=symbols)
         sizes = kernel.problem_sizes(*inputs, symbols=symbols)
         results, out = [], None
         for candidate in candidate_schedules(kernel.spec.kind, sizes):

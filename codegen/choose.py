@@ -8,6 +8,7 @@ candidate computes the same values, so measuring never changes results beyond ro
 """
 from __future__ import annotations
 
+import threading
 import time
 
 import torch
@@ -22,6 +23,7 @@ class Chooser:
         self.autotune, self.repeats, self.dynamic = autotune, repeats, dynamic
         self.best: dict[tuple, object] = {}      # (kernel name, problem) -> ATEN or a Schedule
         self.timings: dict[tuple, list] = {}     # (kernel name, problem) -> [(ms, choice)]
+        self._lock = threading.Lock()            # one measurement at a time (threads would skew it)
 
     def run(self, native, inputs, symbols, aten):
         """Outputs of the kernel on `inputs`: `native` (a NativeKernel) under the chosen schedule,
@@ -29,7 +31,8 @@ class Chooser:
         key = (native.name, _problem(inputs) if self.dynamic else None)
         choice = self.best.get(key)
         if choice is None:
-            choice = self._measure(key, native, inputs, symbols, aten)
+            with self._lock:
+                choice = self.best.get(key) or self._measure(key, native, inputs, symbols, aten)
         if choice is ATEN:
             return aten()
         return native.run(*inputs, schedule=choice, symbols=symbols)

@@ -6,8 +6,10 @@ the reason recorded in `info.fallbacks`; no model fails because of code generati
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import threading
 from dataclasses import dataclass, field
 
 import torch.fx as fx
@@ -15,6 +17,8 @@ import torch.fx as fx
 from fastc.ir.kernel_plan import KernelPlan
 
 from .errors import Unsupported
+
+log = logging.getLogger("fastc")
 
 TARGETS = ("triton-interpret", "triton", "cpu")
 
@@ -107,7 +111,9 @@ def _compile_native(gm, *, strict: bool, autotune: bool, choose: str):
     plan = KernelPlan.of(gm)
     try:
         from .cpu import compile_kernels
-        generated, failed = compile_kernels(plan.kernels)
+        from .root_logging import root_logging_untouched
+        with root_logging_untouched():
+            generated, failed = compile_kernels(plan.kernels)
     except Exception as e:  # noqa: BLE001 - no native compiler (say, torch-mlir missing): ATen
         if strict:
             raise
@@ -142,15 +148,29 @@ class _Runner:
         needed = {s for g in generated.values() for s in g.needs_symbols}
         from .triton.spec import graph_bindings
         self.symbols = {s: b for s, b in graph_bindings(gm).items() if s in needed}
-        self.sizes: dict = {}
+        # Per-call state lives in the calling thread: one compiled model may run in several
+        # threads at once, each with its own sizes.
+        self._call_state = threading.local()
+        self.lock = threading.RLock()   # guards first calls (measuring, settling, demotion)
         self.calls = {k.id: _KernelCall(self, k) for k in plan.kernels}
         self.module = _call_graph(gm, self.steps, self.calls)
         self.code = self.module.forward  # not nn.Module.__call__: no hooks to run
 
+    @property
+    def sizes(self) -> dict:
+        """The size symbols of the call running in this thread."""
+        return getattr(self._call_state, "sizes", {})
+
     def __call__(self, *args):
         if self.symbols:
-            self.sizes = {s: (args[i].shape[d] if d is not None else args[i])
-                          for s, (i, d) in self.symbols.items()}
+            state = self._call_state
+            outer = getattr(state, "sizes", None)  # a re-entrant call (a model calling itself)
+            state.sizes = {s: (args[i].shape[d] if d is not None else args[i])
+                           for s, (i, d) in self.symbols.items()}
+            try:
+                return self.code(*args)
+            finally:
+                state.sizes = outer
         return self.code(*args)
 
 
@@ -183,6 +203,18 @@ class _KernelCall:
         g = r.generated.get(kernel.id)
         if g is None:
             return self.aten(inputs)
+        if not self.tried:
+            with r.lock:  # one thread measures and settles; the others wait for its choice
+                return self._first_call(g, inputs)
+        return self._call(g, inputs)
+
+    def _first_call(self, g, inputs):
+        if self._fast is not None or self.runner.generated.get(self.kernel.id) is not g:
+            return self(*inputs)  # another thread settled or demoted this kernel meanwhile
+        return self._call(g, inputs)
+
+    def _call(self, g, inputs):
+        r, kernel = self.runner, self.kernel
         try:
             if r.chooser is not None:
                 values = r.chooser.run(g, inputs, r.sizes, lambda: self.aten(inputs))
@@ -195,9 +227,12 @@ class _KernelCall:
         except Exception as e:  # noqa: BLE001 - first call only: generated code must not fail a model
             if self.tried or r.strict:
                 raise
-            r.generated.pop(kernel.id)
-            r.info.kernels.remove(g.name)
-            r.info.fallbacks.append((kernel.name, f"generated kernel failed: {type(e).__name__}: {e}"))
+            r.generated.pop(kernel.id, None)
+            if g.name in r.info.kernels:
+                r.info.kernels.remove(g.name)
+            reason = f"generated kernel failed: {type(e).__name__}: {e}"
+            r.info.fallbacks.append((kernel.name, reason))
+            log.warning("fastc: kernel %s runs as ATen from now on (%s)", kernel.name, reason)
             return self.aten(inputs)
         self.tried = True
         self._settle(g)

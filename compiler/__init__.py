@@ -6,14 +6,14 @@
 """
 from __future__ import annotations
 
-import logging
-
 from .backend import fastc_backend
 from .options import Options, make_options
 
 __version__ = "0.1.0"
 
-logging.getLogger("fastc").addHandler(logging.NullHandler())
+# No NullHandler on the "fastc" logger: without logging configured, Python's last-resort handler
+# prints its warnings (a graph that runs eagerly, a kernel that runs as ATen) to stderr, so a
+# fallback is never silent; configured logging (or TORCH_LOGS=+fastc) takes them as usual.
 
 
 def reports():

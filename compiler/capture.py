@@ -26,7 +26,8 @@ from torch._functorch.aot_autograd import aot_module_simplified
 from torch._subclasses.fake_tensor import unset_fake_temporarily
 
 from .debug_dump import DebugDump
-from .ir.constants import add_constant
+from .frozen_weights import FrozenWeights, Variant
+from .ir.constants import add_constant, drop_unused_constants, is_constant
 from .options import Options
 from .pass_manager import run_pipeline
 from .report import REPORTS, GraphReport, count_ops, op_histogram, record_plan
@@ -58,12 +59,26 @@ def compile_graph(gm: fx.GraphModule, example_inputs: list, opts: Options):
             gm, example_inputs, fw_compiler=fw_compiler, bw_compiler=bw_compiler,
             decompositions=_decompositions(needs_grad, _resolve_target(opts.target, example_inputs) in ("triton", "triton-interpret")),
             keep_inference_input_mutations=True)
+    except _DYNAMO_CONTROL_FLOW:
+        raise  # Dynamo's own signals (restart the analysis, skip the frame): not failures
     except Exception as e:
         if opts.on_error == "raise":
             raise
-        log.warning("fastc: capture failed (%s: %s); running this graph eagerly", type(e).__name__, e)
-        REPORTS.append(GraphReport(next(_graph_ids), "eager", fallback=f"capture failed: {e}"))
+        reason = describe_error(e)
+        log.warning("fastc: capture failed (%s); running this graph eagerly", reason)
+        REPORTS.append(GraphReport(next(_graph_ids), "eager", fallback=f"capture failed: {reason}"))
         return gm.forward
+
+
+# Exceptions Dynamo raises through a backend to steer its own tracing (restart the analysis with
+# a scalar tensorified or an input unspecialized, skip a frame): they must reach Dynamo untouched.
+_DYNAMO_CONTROL_FLOW = (torch._dynamo.exc.RestartAnalysis, torch._dynamo.exc.SkipFrame)
+
+
+def describe_error(e: BaseException) -> str:
+    """`Type: message`, never empty."""
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text}" if text else f"{type(e).__name__} (no message)"
 
 
 # Decompositions that give wrong gradients when autograd differentiates through them (torch
@@ -143,31 +158,37 @@ def _compile_one(gm: fx.GraphModule, kind: str, opts: Options, frozen: list[int]
 
 
 def _compile_real(gm: fx.GraphModule, kind: str, opts: Options, frozen: list[int],
-                  example_inputs, real_inputs):
+                  example_inputs, real_inputs, variant_of: int | None = None):
     start = time.perf_counter()
-    report = GraphReport(next(_graph_ids), kind, nodes_captured=count_ops(gm), frozen_inputs=len(frozen))
+    report = GraphReport(next(_graph_ids), kind, nodes_captured=count_ops(gm), frozen_inputs=len(frozen),
+                         variant_of=variant_of)
     REPORTS.append(report)
     dump = DebugDump(opts.debug_dir, report.graph_id, kind)
     dump.graph("captured", gm)
     opts = dataclasses.replace(opts, target=_resolve_target(opts.target, _example_values(gm)))
     captured = gm
+    guard = None
     try:
         if frozen:
             captured = _copy(gm)
+            guard = FrozenWeights(frozen, [example_inputs[i] for i in frozen])
             _freeze(gm, example_inputs, frozen)
             dump.graph("frozen", gm)
         keep = [i for i in range(len(example_inputs or ())) if i not in set(frozen)]
         verify_inputs = [real_inputs[i] for i in keep] if opts.verify and real_inputs else None
         run_pipeline(gm, opts, report, dump, verify_inputs)
+        _no_constant_outputs(gm)
+        drop_unused_constants(gm)
         dump.constants(gm)
         runner = _generate_code(gm, opts, report, dump)
     except Exception as e:
         if opts.on_error == "raise":
             raise
-        log.warning("fastc: %s graph %d failed in the pipeline (%s: %s); running it as captured",
-                    kind, report.graph_id, type(e).__name__, e)
-        report.fallback = f"{type(e).__name__}: {e}"
-        gm, frozen, runner = captured, [], None
+        reason = describe_error(e)
+        log.warning("fastc: %s graph %d failed in the pipeline (%s); running it as captured",
+                    kind, report.graph_id, reason)
+        report.fallback = reason
+        gm, frozen, runner, guard = captured, [], None, None
     report.nodes_final = count_ops(gm)
     report.ops_final = op_histogram(gm)
     record_plan(report, gm)
@@ -176,7 +197,34 @@ def _compile_real(gm: fx.GraphModule, kind: str, opts: Options, frozen: list[int
     report.compile_ms = (time.perf_counter() - start) * 1e3
     dump.text("report.json", report.json())
     log.info("%s", report.text())
-    return _boxed(gm, frozen, runner)
+    unfrozen = None
+    if guard is not None:
+        pristine = captured
+
+        def build_unfrozen():
+            with unset_fake_temporarily():
+                return _compile_real(_copy(pristine), kind, opts, [], None, None, variant_of=report.graph_id)
+        unfrozen = Variant(build_unfrozen)
+    return _boxed(gm, frozen, runner, guard, unfrozen, report)
+
+
+def _no_constant_outputs(gm: fx.GraphModule) -> None:
+    """A graph output that is a constant (a folded weight) is returned as a copy: the caller may
+    change it in place, which must not change the constant that later calls return."""
+    output = next(n for n in gm.graph.nodes if n.op == "output")
+    copies = {}
+
+    def copy_of(a):
+        if not is_constant(a):
+            return a
+        if a not in copies:
+            with gm.graph.inserting_before(output):
+                copies[a] = gm.graph.call_function(torch.ops.aten.clone.default, (a,))
+            copies[a].meta.update({k: v for k, v in a.meta.items() if k in ("type", "val")})
+        return copies[a]
+    output.args = fx.node.map_arg(output.args, copy_of)
+    if copies:
+        gm.recompile()
 
 
 def _copy(gm: fx.GraphModule) -> fx.GraphModule:
@@ -209,18 +257,34 @@ def _generate_code(gm: fx.GraphModule, opts: Options, report: GraphReport, dump:
     # The report shares the lists: a kernel that fails on its first call moves to the fallbacks.
     report.generated_kernels = info.kernels
     report.aten_kernels = info.fallbacks
+    if info.fallbacks:
+        name, reason = info.fallbacks[0]
+        more = f" and {len(info.fallbacks) - 1} more" if len(info.fallbacks) > 1 else ""
+        log.warning("fastc: graph %d: %d of %d planned kernels run as ATen (%s: %s%s; see fastc.reports())",
+                    report.graph_id, len(info.fallbacks), len(info.fallbacks) + len(info.kernels),
+                    name, reason, more)
     for name, source in info.sources.items():
         dump.text(f"kernel_{name}.{'mlir' if target == 'cpu' else 'py'}", source)
     return runner
 
 
-def _boxed(gm: fx.GraphModule, frozen: list[int], runner=None):
-    """aot_autograd's boxed calling convention: one list of all inputs, frozen ones dropped."""
+def _boxed(gm: fx.GraphModule, frozen: list[int], runner=None, guard: FrozenWeights | None = None,
+           unfrozen: Variant | None = None, report: GraphReport | None = None):
+    """aot_autograd's boxed calling convention: one list of all inputs, frozen ones dropped.
+
+    With frozen weights, each call checks that its weights are the ones frozen; a call with other
+    weights runs `unfrozen` (the same graph compiled with the weights as inputs) instead."""
     frozen_set = set(frozen)
     forward = runner if runner is not None else gm.forward
 
     if frozen_set:
         def run(args):
+            if guard is not None and not guard.match(args):
+                if report is not None and report.weights_changed is None:
+                    report.weights_changed = guard.describe_mismatch(args)
+                    log.info("fastc: graph %d: %s; running it with the weights as inputs",
+                             report.graph_id, report.weights_changed)
+                return unfrozen.get()(args)
             kept = [a for i, a in enumerate(args) if i not in frozen_set]
             args.clear()
             return forward(*kept)

@@ -50,6 +50,16 @@ def _fail(key, value, valid) -> ValueError:
     return ValueError(f"fastc option {key}={value!r} is not valid (valid: {valid})")
 
 
+def _require_cuda() -> None:
+    """target="triton" compiles for a CUDA device: without one it is an error here, before
+    anything (triton included) is imported."""
+    import torch
+    if not torch.cuda.is_available():
+        raise ValueError("fastc option target='triton' needs a CUDA device, and torch sees none "
+                         "(torch.cuda.is_available() is False); valid here: "
+                         + ", ".join(t for t in TARGETS if t != "triton"))
+
+
 def make_options(options: dict | None = None, mode: str | None = None) -> Options:
     """Validates a user's options dict and mode; raises ValueError naming key, value and choices."""
     options = dict(options or {})
@@ -64,11 +74,11 @@ def make_options(options: dict | None = None, mode: str | None = None) -> Option
     if mode not in MODES:
         raise ValueError(f"fastc mode {mode!r} is not valid (valid: {', '.join(MODES)})")
     kwargs: dict = {"mode": mode}
-    kwargs["debug_dir"] = options.get("debug_dir", os.environ.get("FASTC_DEBUG") or None)
-    if kwargs["debug_dir"] is not None and not isinstance(kwargs["debug_dir"], (str, os.PathLike)):
-        raise _fail("debug_dir", kwargs["debug_dir"], "a directory path or None")
-    if kwargs["debug_dir"] is not None:
-        kwargs["debug_dir"] = os.fspath(kwargs["debug_dir"])
+    # "" means no dump, as FASTC_DEBUG="" does (not the current directory).
+    debug_dir = options.get("debug_dir", os.environ.get("FASTC_DEBUG") or None)
+    if debug_dir is not None and not isinstance(debug_dir, (str, os.PathLike)):
+        raise _fail("debug_dir", debug_dir, "a directory path, or None or '' for no dump")
+    kwargs["debug_dir"] = (os.fspath(debug_dir) or None) if debug_dir is not None else None
     for key in ("freeze", "verify"):
         if key in options:
             if not isinstance(options[key], bool):
@@ -77,6 +87,8 @@ def make_options(options: dict | None = None, mode: str | None = None) -> Option
     target = options.get("target", "auto")
     if target not in TARGETS:
         raise _fail("target", target, ", ".join(TARGETS))
+    if target == "triton":
+        _require_cuda()
     kwargs["target"] = target
     choice = options.get("kernel_choice", os.environ.get("FASTC_KERNEL_CHOICE", "measure"))
     if choice not in KERNEL_CHOICES:

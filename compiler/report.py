@@ -30,6 +30,8 @@ class GraphReport:
     ops_final: dict[str, int] = field(default_factory=dict)
     compile_ms: float = 0.0
     fallback: str | None = None    # why the graph runs as captured, if it does
+    variant_of: int | None = None  # the frozen graph this one stands in for when weights change
+    weights_changed: str | None = None  # why calls ran the unfrozen variant, once they did
     target: str = "aten"
     kernels: list[str] = field(default_factory=list)   # the kernel plan, one line per kernel
     unplanned_ops: int = 0         # ops outside kernels that do work (not views or getitem)
@@ -43,6 +45,11 @@ class GraphReport:
                  f"ops, {self.frozen_inputs} frozen inputs, compiled in {self.compile_ms:.0f} ms"]
         if self.fallback:
             lines.append(f"  FALLBACK: {self.fallback}")
+        if self.variant_of is not None:
+            lines.append(f"  compiled without frozen weights for graph {self.variant_of}, whose weights changed")
+        if self.weights_changed:
+            lines.append(f"  weights changed ({self.weights_changed}): calls with other weights run graph "
+                         "compiled without frozen weights")
         for p in self.passes:
             lines.append(f"  {p.name:<16} {p.rewrites:>5} rewrites  {p.nodes_after:>5} ops after  {p.ms:7.1f} ms")
         top = sorted(self.ops_final.items(), key=lambda kv: (-kv[1], kv[0]))

@@ -19,8 +19,10 @@ class FoldConstants(Pass):
     """Replaces an op whose inputs are all constants by a constant holding its result.
 
     Legal for pure, deterministic ops. With frozen weights (inference), this precomputes weight
-    transposes, casts and reshapes. A result larger than its inputs (an expand, a `full`) is only
-    folded when it has at most `max_new_elements` elements, so folding never inflates memory.
+    transposes, casts and reshapes. A folded view (a transpose, a reshape) stays a view of the
+    weight it reads, so no weight is held twice. A result larger than its inputs (an expand, a
+    `full`) is only folded when it has at most `max_new_elements` elements, so folding never
+    inflates memory.
     """
     name = "fold-constants"
     max_new_elements: int = 4096
@@ -39,8 +41,8 @@ class FoldConstants(Pass):
                 continue
             if value.numel() > max(self.max_new_elements, sum(t.numel() for t in inputs)):
                 continue
-            # A fresh tensor: a folded view must not share storage with another constant.
-            const = add_constant(gm, value.clone(), hint=f"folded_{node.name}", before=node)
+            # No copy: a view keeps sharing its input's storage (no pass changes a constant in place).
+            const = add_constant(gm, value, hint=f"folded_{node.name}", before=node)
             node.replace_all_uses_with(const)
             gm.graph.erase_node(node)
             folded += 1

@@ -42,3 +42,14 @@ def add_constant(gm: fx.GraphModule, value: torch.Tensor, hint: str = "c", *, be
         node = gm.graph.get_attr(name)
     node.meta["type"] = type_of_value(value)
     return node
+
+
+def drop_unused_constants(gm: fx.GraphModule) -> int:
+    """Removes constants no get_attr node reads any more (say, weights folded into others), so
+    the compiled graph holds no tensor it does not use. Returns how many were dropped."""
+    used = {n.target for n in gm.graph.nodes if n.op == "get_attr"}
+    unused = [name for name, _ in gm.named_buffers(recurse=False) if name not in used]
+    unused += [name for name, _ in gm.named_parameters(recurse=False) if name not in used]
+    for name in unused:
+        delattr(gm, name)
+    return len(unused)
