@@ -8,10 +8,11 @@ from __future__ import annotations
 import torch
 
 from .pointwise_rules import (
-    MAX, MIN, NEGATIVE, TANH, addc, arith, clamp, compare, copy, div_mode, elu, fill_like,
-    floating, floor_divide, fmod, full, gelu, identity, isinf, isnan, leaky_relu, lerp, logical,
-    masked_fill, nan_to_num, pow_scalar, pow_scalar_base, remainder, round_decimals,
-    round_half_even, signbit, softplus, to_copy, where, with_alpha,
+    ACOSH, ASINH, ATANH, EXPM1, LOG1P, MAX, MIN, NEGATIVE, RELU6_OF_X_PLUS_3, SINH, TANH_RULE, addc,
+    arith, clamp, compare, copy, div_mode, elu, fill_like, floating, floor_divide, fmod, full, gelu,
+    hypot, identity, isinf, isnan, leaky_relu, lerp, logical, masked_fill, nan_to_num, pow_scalar,
+    pow_scalar_base, pow_tensor, remainder, round_decimals, round_half_even, signbit, softplus,
+    to_copy, where, with_alpha,
 )
 
 aten = torch.ops.aten
@@ -34,26 +35,24 @@ POINTWISE = {
     aten.reciprocal.default: floating("(1.0 / {0})"),
     aten.square.default: arith("({0} * {0})", 1),
     aten.pow.Tensor_Scalar: pow_scalar, aten.pow.Scalar: pow_scalar_base,
-    aten.pow.Tensor_Tensor: floating("tl.exp2({1} * tl.log2({0}))", 2),
+    aten.pow.Tensor_Tensor: pow_tensor,
     aten.addcmul.default: addc("*"), aten.addcdiv.default: addc("/"),
     aten.lerp.Scalar: lerp, aten.lerp.Tensor: lerp,
-    aten.hypot.default: floating("tl.sqrt({0} * {0} + {1} * {1})", 2),
+    aten.hypot.default: hypot,
     aten.ldexp.Tensor: floating("({0} * tl.exp2({1}))", 2),
     # exponentials, logarithms, trigonometry
     aten.exp.default: floating("tl.exp({0})"), aten.exp2.default: floating("tl.exp2({0})"),
-    aten.expm1.default: floating("(tl.exp({0}) - 1.0)"),
+    aten.expm1.default: EXPM1,
     aten.log.default: floating("tl.log({0})"), aten.log2.default: floating("tl.log2({0})"),
     aten.log10.default: floating("(tl.log({0}) * 0.4342944819032518)"),
-    aten.log1p.default: floating("tl.log(1.0 + {0})"),
+    aten.log1p.default: LOG1P,
     aten.sqrt.default: floating("tl.sqrt({0})"), aten.rsqrt.default: floating("tl.rsqrt({0})"),
     aten.sin.default: floating("tl.sin({0})"), aten.cos.default: floating("tl.cos({0})"),
     aten.tan.default: floating("(tl.sin({0}) / tl.cos({0}))"),
-    aten.sinh.default: floating("((tl.exp({0}) - tl.exp(-{0})) * 0.5)"),
+    aten.sinh.default: SINH,
     aten.cosh.default: floating("((tl.exp({0}) + tl.exp(-{0})) * 0.5)"),
-    aten.tanh.default: floating(TANH),
-    aten.asinh.default: floating("tl.where({0} < 0, -1.0, 1.0) * tl.log(tl.abs({0}) + tl.sqrt({0} * {0} + 1.0))"),
-    aten.acosh.default: floating("tl.log({0} + tl.sqrt({0} * {0} - 1.0))"),
-    aten.atanh.default: floating("(0.5 * tl.log((1.0 + {0}) / (1.0 - {0})))"),
+    aten.tanh.default: TANH_RULE,
+    aten.asinh.default: ASINH, aten.acosh.default: ACOSH, aten.atanh.default: ATANH,
     aten.erf.default: floating("tl.erf({0})"), aten.erfc.default: floating("(1.0 - tl.erf({0}))"),
     # rounding and sign
     aten.floor.default: arith("tl.floor({0})", 1), aten.ceil.default: arith("tl.ceil({0})", 1),
@@ -68,8 +67,8 @@ POINTWISE = {
     aten.silu.default: floating("({0} * tl.sigmoid({0}))"),
     aten.gelu.default: gelu, aten.leaky_relu.default: leaky_relu, aten.elu.default: elu,
     aten.softplus.default: softplus,
-    aten.hardsigmoid.default: floating("tl.minimum(tl.maximum({0} / 6.0 + 0.5, 0.0), 1.0)"),
-    aten.hardswish.default: floating("({0} * tl.minimum(tl.maximum({0} / 6.0 + 0.5, 0.0), 1.0))"),
+    aten.hardsigmoid.default: floating(f"({RELU6_OF_X_PLUS_3} / 6.0)"),
+    aten.hardswish.default: floating(f"({{0}} * {RELU6_OF_X_PLUS_3} / 6.0)"),
     aten.hardtanh.default: clamp,
     # min, max, clamping, selection
     aten.maximum.default: arith(MAX, 2), aten.minimum.default: arith(MIN, 2),

@@ -16,7 +16,8 @@ import torch.fx as fx
 from fastc.ir import TensorType, node_type
 
 from ..errors import Unsupported
-from .values import TL_DTYPES, Value, compute_dtype
+from .indexing import is_one
+from .values import TL_DTYPES, Value, compute_dtype, literal
 
 aten = torch.ops.aten
 
@@ -105,19 +106,24 @@ def where(body, node, index):
 
 
 def clamp(body, node, index):
+    """clamp/clamp_min/clamp_max/hardtanh: min(max(x, lo), hi); a NaN in x or in a bound gives
+    NaN, as eager (x NaN is kept: its comparisons are false)."""
     dt = _out_dtype(node)
+    blk = _block(body, node, index)
     x = body.cast(body.arg(node, node.args[0], index), dt).code
     lo = _get(node, 1, "min")
     hi = _get(node, 2, "max")
     if node.target is aten.clamp_max.default:
         lo, hi = None, node.args[1]
-    if lo is not None:
-        lo_v = body.cast(body.arg(node, lo, index), dt).code
-        x = body.tmp(f"tl.where({x} < {lo_v}, {lo_v}, {x})", dt, _block(body, node, index)).code
-    if hi is not None:
-        hi_v = body.cast(body.arg(node, hi, index), dt).code
-        x = body.tmp(f"tl.where({x} > {hi_v}, {hi_v}, {x})", dt, _block(body, node, index)).code
-    return Value(x, dt, _block(body, node, index))
+    for bound, op in ((lo, "<"), (hi, ">")):
+        if bound is None:
+            continue
+        v = body.cast(body.arg(node, bound, index), dt).code
+        code = f"tl.where({x} {op} {v}, {v}, {x})"
+        if isinstance(bound, fx.Node) or (isinstance(bound, float) and math.isnan(bound)):
+            code = f"tl.where({v} != {v}, {v}, {code})"  # nested, not `|`: a bound may be 0-d
+        x = body.tmp(code, dt, blk).code
+    return Value(x, dt, blk)
 
 
 def to_copy(body, node, index):
@@ -138,25 +144,100 @@ def full(body, node, index):
         body.tmp(f"tl.full([], {v.code}, {TL_DTYPES[_out_dtype(node)]})", _out_dtype(node), False)
 
 
+# pow.Tensor_Scalar exponents eager computes without std::pow (and 4, exact by multiplying; their
+# results agree with C's pow on every edge: (-0.0) ** 3 is -0.0, (-0.0) ** -1 is -inf, ...).
+EXACT_POW = {1: "{0}", 2: "({0} * {0})", 3: "({0} * {0} * {0})", 4: "({0} * {0} * {0} * {0})",
+             -1: "(1.0 / {0})", -2: "(1.0 / ({0} * {0}))", 0.5: "tl.sqrt({0})", -0.5: "tl.rsqrt({0})"}
+
+
+def _pow(body, x: str, y, dt, blk) -> Value:
+    """C's pow(x, y) (what eager computes) from exp2(y * log2|x|), with its special cases: y == 0
+    or x == 1 give 1 (even with a NaN on the other side), (-1) ** ±inf is 1, a finite negative x
+    to a non-integer finite y is NaN, and an odd integer y keeps x's sign (-0.0 included), so
+    pow(-inf, 2.5) is inf and pow(-0.0, -3) is -inf. `y` is code, or a Python float when the
+    exponent is a constant (the tests on it are then made here)."""
+    t = lambda code: body.tmp(code, dt, blk).code
+    negative = f"({x}.to({_SAME_WIDTH_INT[dt]}, bitcast=True) < 0)"  # the sign bit: -0.0 too
+    if not isinstance(y, str):
+        e = float(y)
+        if math.isnan(e):
+            return Value(t(f'tl.where({x} == 1, 1.0, float("nan"))'), dt, blk)
+        mag = t(f"tl.exp2({literal(e).code} * tl.log2(tl.abs({x})))")
+        if math.isinf(e):  # |x| == 1: 0 * inf in the exponent
+            return Value(t(f"tl.where(tl.abs({x}) == 1, 1.0, {mag})"), dt, blk)
+        if e.is_integer():
+            return Value(t(f"tl.where({negative}, -{mag}, {mag})") if int(e) % 2 else mag, dt, blk)
+        return Value(t(f'tl.where(({x} < 0) & ({x} > float("-inf")), float("nan"), {mag})'), dt, blk)
+    # A tensor exponent. Nested wheres, not `&`/`|`: one operand may be 0-d and the other a block.
+    mag = t(f"tl.exp2({y} * tl.log2(tl.abs({x})))")
+    odd = t(f"({y} - 2.0 * tl.floor({y} * 0.5)) == 1.0")  # false for ±inf, NaN and non-integers
+    r = t(f"tl.where({odd}, tl.where({negative}, -{mag}, {mag}), {mag})")
+    r = t(f'tl.where(tl.floor({y}) != {y}, tl.where({x} < 0, tl.where({x} > float("-inf"), float("nan"), {r}), {r}), {r})')
+    r = t(f'tl.where(tl.abs({x}) == 1, tl.where(tl.abs({y}) == float("inf"), 1.0, {r}), {r})')
+    return Value(t(f"tl.where({y} == 0, 1.0, tl.where({x} == 1, 1.0, {r}))"), dt, blk)
+
+
+_SAME_WIDTH_INT = {torch.float32: "tl.int32", torch.float64: "tl.int64"}
+
+
+def _as_dtype(value, dtype: torch.dtype):
+    """A Python number as eager sees it when it meets a `dtype` tensor as a wrapped scalar: fp16
+    and bf16 round it (Unsupported where it overflows there: eager raises)."""
+    if dtype not in (torch.float16, torch.bfloat16) or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    rounded = torch.tensor(float(value), dtype=dtype).item()
+    if math.isinf(rounded) and not math.isinf(value):
+        raise Unsupported(f"{value!r} overflows {dtype}")
+    return rounded
+
+
 def pow_scalar(body, node, index):
-    """pow.Tensor_Scalar: small integer and half exponents exactly, others through exp2/log2."""
+    """pow.Tensor_Scalar as eager: x ** 0 is 1; sqrt and rsqrt for ±0.5 (not for fp16: there
+    eager takes std::pow, so (-inf) ** 0.5 is inf); fp16/bf16 round the exponent to their type;
+    small integer exponents by multiplying; others as C's pow."""
     dt = _out_dtype(node)
     x = body.cast(body.arg(node, node.args[0], index), dt).code
     e = node.args[1]
     if isinstance(e, fx.Node):
         raise Unsupported("pow.Tensor_Scalar with a symbolic exponent")
-    exact = {0: "({0} * 0 + 1)", 1: "{0}", 2: "({0} * {0})", 3: "({0} * {0} * {0})",
-             4: "({0} * {0} * {0} * {0})", -1: "(1.0 / {0})", -2: "(1.0 / ({0} * {0}))",
-             0.5: "tl.sqrt({0})", -0.5: "tl.rsqrt({0})"}
-    if e in exact:
-        return body.tmp(exact[e].format(x), dt, _block(body, node, index))
+    if isinstance(e, bool) or not isinstance(e, (int, float)):
+        raise Unsupported(f"pow.Tensor_Scalar with exponent {e!r}")
+    blk = _block(body, node, index)
+    if dt.is_floating_point and e in (0.5, -0.5) and node_type(node).dtype is not torch.float16:
+        return body.tmp(EXACT_POW[e].format(x), dt, blk)
+    e = _as_dtype(e, node_type(node).dtype)
+    if e == 0:  # 1 even for NaN and inf
+        return body.tmp(f"tl.full([], 1, {TL_DTYPES[dt]})", dt, False)
+    if e in (1, 2, 3, 4) or (dt.is_floating_point and e in (-1, -2)):
+        return body.tmp(EXACT_POW[e].format(x), dt, blk)
     if not dt.is_floating_point:
         raise Unsupported(f"pow.Tensor_Scalar of integers with exponent {e}")
-    if float(e).is_integer():  # a negative base with an integer exponent: |x|**e, odd e keeps the sign
-        magnitude = f"tl.exp2({float(e)!r} * tl.log2(tl.abs({x})))"
-        code = f"tl.where({x} < 0, -{magnitude}, {magnitude})" if int(e) % 2 else magnitude
-        return body.tmp(code, dt, _block(body, node, index))
-    return body.tmp(f"tl.exp2({float(e)!r} * tl.log2({x}))", dt, _block(body, node, index))
+    return _pow(body, x, e, dt, blk)
+
+
+def pow_tensor(body, node, index):
+    """pow.Tensor_Tensor of floats, as C's pow."""
+    dt = _out_dtype(node)
+    if not dt.is_floating_point:
+        raise Unsupported("pow.Tensor_Tensor with an integer result")
+    x, y = _operands(body, node, index, 2, dt)
+    return _pow(body, x, y, dt, _block(body, node, index))
+
+
+def pow_scalar_base(body, node, index):
+    """pow.Scalar: a constant base to a tensor exponent (base 1 gives 1 everywhere, as eager)."""
+    dt = _out_dtype(node)
+    if not dt.is_floating_point:
+        raise Unsupported("pow.Scalar with an integer result")
+    base = node.args[0]
+    if isinstance(base, fx.Node) or isinstance(base, bool) or not isinstance(base, (int, float)):
+        raise Unsupported(f"pow.Scalar with base {base!r}")
+    if base == 1:
+        return body.tmp(f"tl.full([], 1, {TL_DTYPES[dt]})", dt, False)
+    base = float(_as_dtype(base, node_type(node).dtype))
+    x = body.tmp(f"tl.full([], {literal(base).code}, {TL_DTYPES[dt]})", dt, False).code
+    y = body.cast(body.arg(node, node.args[1], index), dt).code
+    return _pow(body, x, y, dt, _block(body, node, index))
 
 
 def gelu(body, node, index):
@@ -189,6 +270,95 @@ MAX = "tl.where({0} != {0}, {0}, tl.where({0} > {1}, {0}, {1}))"
 MIN = "tl.where({0} != {0}, {0}, tl.where({0} < {1}, {0}, {1}))"
 
 
+def unary(make):
+    """A float rule from `make(t, x) -> code`, where `t(code)` names a temporary."""
+    def rule(body, node, index):
+        dt = _out_dtype(node)
+        if not dt.is_floating_point:
+            raise Unsupported(f"{node.target} with integer result")
+        blk = _block(body, node, index)
+        t = lambda code: body.tmp(code, dt, blk).code
+        return Value(make(t, body.cast(body.arg(node, node.args[0], index), dt).code), dt, blk)
+    return rule
+
+
+def odd(t, x: str, magnitude: str) -> str:
+    """An odd function from its value at |x|: -0.0 and NaN are x itself."""
+    return t(f"tl.where({x} < 0, -{magnitude}, tl.where({x} > 0, {magnitude}, {x}))")
+
+
+def expm1_of(t, x: str) -> str:
+    """exp(x) - 1 without cancellation near 0 (Kahan: (u - 1) * x / log(u), u = exp(x)); x where
+    u rounds to 1 (so -0.0 stays), -1 where u - 1 does, inf for inf."""
+    u = t(f"tl.exp({x})")
+    um1 = t(f"{u} - 1.0")
+    return t(f'tl.where({u} == 1.0, {x}, tl.where({um1} == -1.0, -1.0, '
+             f'tl.where({u} == float("inf"), {u}, {um1} * {x} / tl.log({u}))))')
+
+
+def log1p_of(t, x: str) -> str:
+    """log(1 + x) without losing x near 0 (log(u) * x / (u - 1), u = 1 + x); x where u rounds
+    to 1 (so -0.0 stays), inf for inf."""
+    u = t(f"1.0 + {x}")
+    return t(f'tl.where({u} == 1.0, {x}, tl.where({u} == float("inf"), {u}, tl.log({u}) * ({x} / ({u} - 1.0))))')
+
+
+def _sinh(t, x):
+    e = expm1_of(t, t(f"tl.abs({x})"))
+    return odd(t, x, t(f'0.5 * ({e} + tl.where({e} == float("inf"), 1.0, {e} / ({e} + 1.0)))'))
+
+
+def _tanh(t, x):
+    e = expm1_of(t, t(f"-2.0 * tl.abs({x})"))  # in [-1, 0]: no overflow
+    return odd(t, x, t(f"-{e} / (2.0 + {e})"))
+
+
+# Above 2**28, sqrt(x * x ± 1) is x in fp32 and fp64 (and x * x may overflow): log(2x).
+_BIG = "268435456.0"
+
+
+def _asinh(t, x):
+    a = t(f"tl.abs({x})")
+    small = log1p_of(t, t(f"{a} + {a} * {a} / (1.0 + tl.sqrt(1.0 + {a} * {a}))"))
+    return odd(t, x, t(f"tl.where({a} > {_BIG}, tl.log({a}) + 0.6931471805599453, {small})"))
+
+
+def _acosh(t, x):
+    small = t(f"tl.log({x} + tl.sqrt(({x} - 1.0) * ({x} + 1.0)))")
+    return t(f'tl.where({x} < 1.0, float("nan"), tl.where({x} > {_BIG}, tl.log({x}) + 0.6931471805599453, {small}))')
+
+
+def _atanh(t, x):
+    return t(f"0.5 * {log1p_of(t, t(f'2.0 * {x} / (1.0 - {x})'))}")
+
+
+def _hypot(t, a, b):
+    """sqrt(a² + b²) without overflow or underflow (m * sqrt(1 + (n / m)²), m the larger of |a|,
+    |b|); inf when either is ±inf, even with a NaN on the other side, as eager."""
+    a, b = t(f"tl.abs({a})"), t(f"tl.abs({b})")
+    m = t(f"tl.where({a} > {b}, {a}, {b})")  # NaN when b is NaN
+    n = t(f"tl.where({a} > {b}, {b}, {a})")  # NaN when a is NaN (and b is not)
+    q = t(f"{n} / {m}")
+    r = t(f"tl.where({m} == 0, {n}, {m} * tl.sqrt(1.0 + {q} * {q}))")
+    return t(f'tl.where({a} == float("inf"), {a}, tl.where({b} == float("inf"), {b}, {r}))')
+
+
+def hypot(body, node, index):
+    dt = _out_dtype(node)
+    if not dt.is_floating_point:
+        raise Unsupported(f"{node.target} with integer result")
+    blk = _block(body, node, index)
+    a, b = _operands(body, node, index, 2, dt)
+    return Value(_hypot(lambda code: body.tmp(code, dt, blk).code, a, b), dt, blk)
+
+
+# hardsigmoid as eager computes it, min(max(x + 3, 0), 6) / 6, with wheres that keep NaN
+# (tl.maximum/tl.minimum need not).
+RELU6_OF_X_PLUS_3 = "tl.where({0} + 3.0 < 0, 0.0, tl.where({0} + 3.0 > 6.0, 6.0, {0} + 3.0))"
+EXPM1, LOG1P = unary(expm1_of), unary(log1p_of)
+SINH, TANH_RULE, ASINH, ACOSH, ATANH = unary(_sinh), unary(_tanh), unary(_asinh), unary(_acosh), unary(_atanh)
+
+
 def isnan(body, node, index):
     x = body.arg(node, node.args[0], index).code
     return body.tmp(f"({x} != {x})", torch.bool, _block(body, node, index))
@@ -199,13 +369,23 @@ def isinf(body, node, index):
     return body.tmp(f"(tl.abs({x}) == float(\"inf\"))", torch.bool, _block(body, node, index))
 
 
+def _round_even(t, x: str) -> str:
+    """Round half to even (nearbyint) from floor: x - floor(x) is exact, so no x + 0.5 rounding
+    (0.49999997 stays 0, 2**23 + 1 stays); inf and NaN pass; a zero keeps x's sign, as eager."""
+    r = t(f"tl.floor({x})")
+    d = t(f"{x} - {r}")  # NaN for ±inf: neither test below holds
+    up = t(f"tl.where({d} > 0.5, {r} + 1.0, tl.where({d} == 0.5, {r} + ({r} - 2.0 * tl.floor({r} * 0.5)), {r}))")
+    return t(f"tl.where({up} == 0, {x} * 0.0, {up})")
+
+
 def round_half_even(body, node, index):
-    """Round half to even (torch.round), from floor."""
+    """torch.round: half to even; integers unchanged."""
     dt = _out_dtype(node)
-    x = body.cast(body.arg(node, node.args[0], index), dt).code
+    x = body.cast(body.arg(node, node.args[0], index), dt)
+    if not dt.is_floating_point:
+        return x
     blk = _block(body, node, index)
-    r = body.tmp(f"tl.floor({x} + 0.5)", dt, blk).code
-    return body.tmp(f"tl.where(({r} - {x} == 0.5) & ({r} - 2.0 * tl.floor({r} * 0.5) != 0), {r} - 1.0, {r})", dt, blk)
+    return Value(_round_even(lambda code: body.tmp(code, dt, blk).code, x.code), dt, blk)
 
 
 def fill_like(value):
@@ -234,11 +414,28 @@ def div_mode(body, node, index):
     mode = node.kwargs.get("rounding_mode", node.args[2] if len(node.args) > 2 else None)
     if not _out_dtype(node).is_floating_point:
         raise Unsupported(f"{node.target} of integers (rounding {mode})")
+    if mode == "floor":
+        return floor_divide(body, node, index)
     q = floating("({0} / {1})", 2)(body, node, index)
     if mode is None:
         return q
-    fmt = "tl.floor({0})" if mode == "floor" else "tl.where({0} < 0, tl.ceil({0}), tl.floor({0}))"
-    return body.tmp(fmt.format(q.code), q.dtype, q.block)
+    # fp16/bf16 by a tensor: eager truncates the quotient rounded to the type (0.5 / 0.1001 is
+    # 4.995, 5.0 in bf16: 5); by a scalar it truncates the fp32 quotient.
+    rounded = _per_op_rounding(body, node, q.dtype, q.block)(q.code)
+    return body.tmp(f"tl.where({rounded} < 0, tl.ceil({rounded}), tl.floor({rounded}))", q.dtype, q.block)
+
+
+def _per_op_rounding(body, node, dt, blk):
+    """`r(code) -> variable`: eager's fp16/bf16 arithmetic on its own type (div floor and trunc
+    by a tensor) rounds each operation's result to the type; r does that there, and is a plain
+    temporary elsewhere (fp32, or a divisor eager treats as a scalar: a number, or one element,
+    which it reads as fp32 and divides by in fp32)."""
+    t = lambda code: body.tmp(code, dt, blk).code
+    dtype, divisor = node_type(node).dtype, node.args[1]
+    if dtype not in (torch.float16, torch.bfloat16) or not isinstance(divisor, fx.Node) or \
+            not isinstance(node_type(divisor), TensorType) or all(is_one(d) for d in node_type(divisor).shape):
+        return t
+    return lambda code: t(f"{body.narrow(t(code), dtype)}.to(tl.float32)")
 
 
 def lerp(body, node, index):
@@ -257,22 +454,16 @@ def addc(op):
     return rule
 
 
-def pow_scalar_base(body, node, index):
-    dt = _out_dtype(node)
-    if not dt.is_floating_point:
-        raise Unsupported("pow.Scalar with an integer result")
-    base = body.value(node.args[0], ()).code
-    e = body.cast(body.arg(node, node.args[1], index), dt).code
-    return body.tmp(f"tl.exp2({e} * tl.log2(tl.full([], {base}, {TL_DTYPES[dt]})))", dt, _block(body, node, index))
-
-
 def elu(body, node, index):
+    """elu from expm1 (exact near 0; -0.0 stays -0.0, as eager)."""
     dt = _out_dtype(node)
     x = body.cast(body.arg(node, node.args[0], index), dt).code
     alpha, scale, input_scale = (body.value(_get(node, i, n, 1.0), ()).code
                                  for i, n in ((1, "alpha"), (2, "scale"), (3, "input_scale")))
-    return body.tmp(f"tl.where({x} > 0, {scale} * {x}, {scale} * {alpha} * (tl.exp({x} * {input_scale}) - 1.0))",
-                    dt, _block(body, node, index))
+    blk = _block(body, node, index)
+    t = lambda code: body.tmp(code, dt, blk).code
+    negative = expm1_of(t, t(f"{x} * {input_scale}"))
+    return body.tmp(f"tl.where({x} > 0, {scale} * {x}, {scale} * {alpha} * {negative})", dt, blk)
 
 
 def softplus(body, node, index):
@@ -285,10 +476,24 @@ def softplus(body, node, index):
 
 
 def floor_divide(body, node, index):
-    if not _out_dtype(node).is_floating_point:
-        raise Unsupported("floor_divide of integers")
-    q = floating("({0} / {1})", 2)(body, node, index)
-    return body.tmp(f"tl.floor({q.code})", q.dtype, q.block)
+    """floor_divide and div(rounding_mode="floor") of floats, as eager's div_floor_floating: the
+    quotient (a - fmod(a, b)) / b, one less when the remainder's sign is not b's, rounded to the
+    nearest integer (not floor(a / b): 1.0 // 0.1 is 9, -5 // inf is -1, inf // 1 is NaN); b == 0
+    gives a / b, a zero quotient the sign of a / b."""
+    dt = _out_dtype(node)
+    if not dt.is_floating_point:
+        raise Unsupported(f"{node.target} of integers")
+    a, b = _operands(body, node, index, 2, dt)
+    blk = _block(body, node, index)
+    t = lambda code: body.tmp(code, dt, blk).code
+    r = _per_op_rounding(body, node, dt, blk)
+    mod = t(f"({a} % {b})")  # Triton's float % is C's fmod (exact: no rounding)
+    div = r(f"{r(f'{a} - {mod}')} / {b}")
+    div = t(f"tl.where({mod} != 0, tl.where(({mod} < 0) != ({b} < 0), {r(f'{div} - 1.0')}, {div}), {div})")
+    fl = t(f"tl.floor({div})")
+    fl = t(f"tl.where({r(f'{div} - {fl}')} > 0.5, {r(f'{fl} + 1.0')}, {fl})")
+    q = t(f"{a} / {b}")
+    return Value(t(f"tl.where({b} == 0, {q}, tl.where({div} != 0, {fl}, 0.0 * {q}))"), dt, blk)
 
 
 def identity(body, node, index):
@@ -296,14 +501,17 @@ def identity(body, node, index):
 
 
 def round_decimals(body, node, index):
+    """round(x, decimals): as eager, x * 10**d rounded half to even, over 10**d (x / 10**-d
+    rounded, times 10**-d, for negative d)."""
     dt = _out_dtype(node)
-    scale = 10.0 ** node.kwargs.get("decimals", node.args[1] if len(node.args) > 1 else 0)
+    decimals = node.kwargs.get("decimals", node.args[1] if len(node.args) > 1 else 0)
     x = body.cast(body.arg(node, node.args[0], index), dt).code
     blk = _block(body, node, index)
-    y = body.tmp(f"{x} * {scale!r}", dt, blk).code
-    r = body.tmp(f"tl.floor({y} + 0.5)", dt, blk).code
-    even = body.tmp(f"tl.where(({r} - {y} == 0.5) & ({r} - 2.0 * tl.floor({r} * 0.5) != 0), {r} - 1.0, {r})", dt, blk)
-    return body.tmp(f"{even.code} / {scale!r}", dt, blk)
+    t = lambda code: body.tmp(code, dt, blk).code
+    scale = repr(float(10 ** abs(decimals)))
+    if decimals >= 0:
+        return Value(t(f"{_round_even(t, t(f'{x} * {scale}'))} / {scale}"), dt, blk)
+    return Value(t(f"{_round_even(t, t(f'{x} / {scale}'))} * {scale}"), dt, blk)
 
 
 NEGATIVE = "(({0} < 0) | (({0} == 0) & (1.0 / {0} < 0)))"  # sign bit, -0.0 included
@@ -322,24 +530,31 @@ def masked_fill(body, node, index):
     return body.tmp(f"tl.where({mask}, {value}, {x})", dt, _block(body, node, index))
 
 
+def _operands_as_eager_rounds(body, node, index, dt):
+    """remainder/fmod operands; a Python number rounded to an fp16/bf16 result's type first, as
+    eager does there (its quotient is then not the fp32 one: 7 % 0.7 is 0.698 in fp16)."""
+    dtype = node_type(node).dtype
+    return [body.cast(body.arg(node, _as_dtype(a, dtype), index), dt).code for a in node.args[:2]]
+
+
 def remainder(body, node, index):
-    """remainder: the sign of the divisor (Python's %), for floats and integers alike."""
+    """remainder: the sign of the divisor (Python's %), for floats and integers alike; floats as
+    eager, from fmod (exact; remainder(5, inf) is 5, remainder(-5, inf) is inf)."""
     dt = _out_dtype(node)
-    a, b = _operands(body, node, index, 2, dt)
+    a, b = _operands_as_eager_rounds(body, node, index, dt)
     blk = _block(body, node, index)
+    r = body.tmp(f"({a} % {b})", dt, blk).code  # floats: C's fmod; integers: C or Python sign, by backend
     if dt.is_floating_point:
-        return body.tmp(f"({a} - tl.floor({a} / {b}) * {b})", dt, blk)
-    r = body.tmp(f"({a} % {b})", dt, blk).code  # C or Python sign, depending on the backend
+        return body.tmp(f"tl.where({r} != 0, tl.where(({r} < 0) != ({b} < 0), {r} + {b}, {r}), {r})", dt, blk)
     return body.tmp(f"tl.where(({r} != 0) & (({r} < 0) != ({b} < 0)), {r} + {b}, {r})", dt, blk)
 
 
 def fmod(body, node, index):
     """fmod: the sign of the dividend (C's %), for floats and integers alike."""
     dt = _out_dtype(node)
-    a, b = _operands(body, node, index, 2, dt)
+    a, b = _operands_as_eager_rounds(body, node, index, dt)
     blk = _block(body, node, index)
-    if dt.is_floating_point:
-        q = body.tmp(f"{a} / {b}", dt, blk).code
-        return body.tmp(f"({a} - {b} * tl.where({q} < 0, tl.ceil({q}), tl.floor({q})))", dt, blk)
+    if dt.is_floating_point:  # Triton's float % is C's fmod: exact, fmod(x, inf) is x
+        return body.tmp(f"({a} % {b})", dt, blk)
     r = body.tmp(f"({a} % {b})", dt, blk).code  # C or Python sign, depending on the backend
     return body.tmp(f"tl.where(({r} != 0) & (({r} < 0) != ({a} < 0)), {r} - {b}, {r})", dt, blk)

@@ -99,8 +99,10 @@ class ReductionLowering(ReductionOps):
                     masked = b.tmp(f"tl.where(xmask & rmask, {v.code}, {self._init(a)})", a.dtype).code
                     a.name = b.tmp(self._finish(a, masked), a.dtype).code
                     if a.op in ("argmax", "argmin"):
-                        a.index = b.tmp(f"tl.min(tl.where({masked} == {a.name}, rindex.to(tl.int64), "
+                        a.index = b.tmp(f"tl.min(tl.where({self._is_best(a, masked, a.name)}, rindex.to(tl.int64), "
                                         f"{BIG_INDEX}), 1)[:, None]", torch.int64).code
+                        if a.exact:
+                            a.name = self._value_at(a, masked, f"rindex.to(tl.int64) == {a.index}")
                 continue
             accs = [a for a in self.accs if a.level == level]
             for a in accs:
@@ -126,7 +128,10 @@ class ReductionLowering(ReductionOps):
                     continue
                 if a.op in ("argmax", "argmin"):  # strict: each lane keeps its first best position
                     m = b.tmp(masked, a.dtype).code
-                    better = b.tmp(f"{m} {'>' if a.op == 'argmax' else '<'} {a.name}", torch.bool).code
+                    better = f"{m} {'>' if a.op == 'argmax' else '<'} {a.name}"
+                    if a.dtype.is_floating_point:  # NaN beats all but an earlier NaN, as eager
+                        better = f"({better}) | (({m} != {m}) & ({a.name} == {a.name}))"
+                    better = b.tmp(better, torch.bool).code
                     b.line(f"{a.index} = tl.where({better}, rindex.to(tl.int64), {a.index})")
                     b.line(f"{a.name} = tl.where({better}, {m}, {a.name})")
                     continue
@@ -141,8 +146,13 @@ class ReductionLowering(ReductionOps):
             for a in accs:
                 if a.op in ("argmax", "argmin"):
                     best = b.fresh("best")
-                    b.line(f"{best} = {self._reduce(a)}({a.name}, 1)[:, None]")
-                    b.line(f"{a.index} = tl.min(tl.where({a.name} == {best}, {a.index}, {BIG_INDEX}), 1)[:, None]")
+                    b.line(f"{best} = {self._finish(a, a.name)}")
+                    index = b.fresh("best_index")
+                    b.line(f"{index} = tl.min(tl.where({self._is_best(a, a.name, best)}, {a.index}, {BIG_INDEX}), 1)[:, None]")
+                    if a.exact:  # a lane never updated holds the init at position 0: chosen only
+                        # when the whole row is the init, and then every chosen lane agrees
+                        best = self._value_at(a, a.name, f"({a.index} == {index}) & {self._is_best(a, a.name, best)}")
+                    b.line(f"{a.index} = {index}")
                     b.line(f"{a.name} = {best}")
                 elif a.op == "softmax":
                     best = b.fresh("best")
@@ -183,12 +193,32 @@ class ReductionLowering(ReductionOps):
         return split(flat, shape), flat
 
     def _finish(self, acc, values: str) -> str:
-        """Code reducing `values` ([XBLOCK, RBLOCK]) along the row; float max/min give NaN for a
-        row holding one, whatever the backend's tl.max does with NaN."""
+        """Code reducing `values` ([XBLOCK, RBLOCK]) along the row; float max/min (argmax/argmin,
+        softmax's max too) give NaN for a row holding one, whatever the backend's tl.max does with
+        NaN."""
         out = f"{self._reduce(acc)}({values}, 1)[:, None]"
-        if acc.op in ("max", "min", "softmax") and acc.dtype.is_floating_point and acc.init is None:
+        if acc.op != "sum" and acc.dtype.is_floating_point and acc.init is None:
             return f"tl.where(tl.max(({values} != {values}).to(tl.int32), 1)[:, None] > 0, float(\"nan\"), {out})"
         return out
+
+    @staticmethod
+    def _is_best(acc, values: str, best: str) -> str:
+        """Where `values` ([XBLOCK, RBLOCK]) hold the row's best `best` ([XBLOCK, 1]) of argmax /
+        argmin: equal to it, or NaN (a row holding a NaN has NaN for best: NaN is both the max
+        and the min, as in eager)."""
+        if not acc.dtype.is_floating_point:
+            return f"({values} == {best})"
+        return f"(({values} == {best}) | ({values} != {values}))"
+
+    def _value_at(self, acc, values: str, where: str) -> str:
+        """max.dim/min.dim values: the element of `values` where `where` holds (its chosen
+        position), bit for bit, so -0.0 and 0.0 come back as eager returns them, not as tl.max
+        picks. An integer max of the bits: exact in every backend (a float sum is not: numpy's
+        starts at +0.0)."""
+        bits, low = {torch.float32: (torch.int32, -2**31), torch.float64: (torch.int64, -2**63)}[acc.dtype]
+        picked = self.body.tmp(f"tl.max(tl.where({where}, {values}.to({TL_DTYPES[bits]}, bitcast=True), {low}), 1)"
+                               f"[:, None]", bits).code
+        return self.body.tmp(f"{picked}.to({TL_DTYPES[acc.dtype]}, bitcast=True)", acc.dtype).code
 
     @staticmethod
     def _reduce(acc) -> str:

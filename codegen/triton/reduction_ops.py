@@ -48,6 +48,7 @@ class Acc:
     init: str | None = None       # the identity, when not the op's own (any/all)
     index: str = ""               # argmax/argmin: the row variable of the position (int64)
     total: str = ""               # online softmax: the row's sum of exp(x - max)
+    exact: bool = False           # argmax/argmin of max.dim/min.dim: the value read at the index
 
 
 def _get(node, pos, name, default=None):
@@ -141,6 +142,7 @@ class ReductionOps:
             acc = self._acc(ARG[t], lambda: b.cast(xval(), vdt), vdt, deps)
             position = self._row(node, lambda: Value(acc.index, torch.int64, True), keepdim)
             if t in (aten.max.dim, aten.min.dim):
+                acc.exact = vdt.is_floating_point  # -0.0 vs 0.0: the element at the index
                 b.specials[(node, 0)] = self._row(node, lambda: self.result(acc), keepdim)
                 b.specials[(node, 1)] = position
             else:
