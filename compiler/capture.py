@@ -29,6 +29,8 @@ from .debug_dump import DebugDump
 from .frozen_weights import FrozenWeights, Variant
 from .ir.constants import add_constant, drop_unused_constants, is_constant
 from .options import Options
+from fastc.passes import AccuracyBudget, PassContext
+
 from .pass_manager import run_pipeline
 from .report import REPORTS, GraphReport, count_ops, op_histogram, record_plan
 
@@ -175,8 +177,11 @@ def _compile_real(gm: fx.GraphModule, kind: str, opts: Options, frozen: list[int
             _freeze(gm, example_inputs, frozen)
             dump.graph("frozen", gm)
         keep = [i for i in range(len(example_inputs or ())) if i not in set(frozen)]
-        verify_inputs = [real_inputs[i] for i in keep] if opts.verify and real_inputs else None
-        run_pipeline(gm, opts, report, dump, verify_inputs)
+        ctx = PassContext(target=opts.target,
+                          example_inputs=[real_inputs[i] for i in keep] if real_inputs else None,
+                          accuracy_budget=(AccuracyBudget(opts.accuracy_budget)
+                                           if opts.accuracy_budget is not None else None))
+        run_pipeline(gm, opts, report, dump, ctx=ctx)
         _no_constant_outputs(gm)
         drop_unused_constants(gm)
         dump.constants(gm)

@@ -40,6 +40,10 @@ class Options:
     #: Compilation mode, from torch.compile's `mode` or this option (torch.compile refuses both
     #: `mode` and `options`): "max-autotune" measures candidate schedules of each generated kernel.
     mode: str = "default"
+    #: The largest relative output error lossy passes (named in `passes`) may add, measured
+    #: against the captured graph on the example inputs; a pass that exceeds it is undone.
+    #: None: lossy passes run unchecked, their cost still measured and reported.
+    accuracy_budget: float | None = None
 
     @staticmethod
     def keys() -> list[str]:
@@ -98,6 +102,11 @@ def make_options(options: dict | None = None, mode: str | None = None) -> Option
     if on_error not in ON_ERROR:
         raise _fail("on_error", on_error, ", ".join(ON_ERROR))
     kwargs["on_error"] = on_error
+    if "accuracy_budget" in options and options["accuracy_budget"] is not None:
+        budget = options["accuracy_budget"]
+        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 <= budget < float("inf"):
+            raise _fail("accuracy_budget", budget, "a finite number >= 0 (relative output error), or None")
+        kwargs["accuracy_budget"] = float(budget)
     if "passes" in options:
         from fastc.passes import parse_pipeline
         if not isinstance(options["passes"], str):

@@ -19,6 +19,11 @@ def default_pipeline(opts: Options) -> list[Pass]:
     return passes
 
 
+def requested_passes(opts: Options) -> frozenset[str]:
+    """The passes the user named (in `passes`): the only ones a lossy pass may be."""
+    return frozenset(p.name for p in parse_pipeline(opts.passes)) if opts.passes is not None else frozenset()
+
+
 def pipeline_for(opts: Options) -> list[Pass]:
     passes = parse_pipeline(opts.passes) if opts.passes is not None else default_pipeline(opts)
     return [p for p in passes if p.name not in opts.disable]

@@ -17,6 +17,9 @@ class PassRecord:
     rewrites: int
     nodes_after: int
     ms: float
+    error: float | None = None     # output error of the graph so far (lossy passes, verify)
+    exact: bool = True
+    note: str | None = None        # a lossy pass left out or undone, and why
 
 
 @dataclass
@@ -51,7 +54,14 @@ class GraphReport:
             lines.append(f"  weights changed ({self.weights_changed}): calls with other weights run graph "
                          "compiled without frozen weights")
         for p in self.passes:
-            lines.append(f"  {p.name:<16} {p.rewrites:>5} rewrites  {p.nodes_after:>5} ops after  {p.ms:7.1f} ms")
+            line = f"  {p.name:<16} {p.rewrites:>5} rewrites  {p.nodes_after:>5} ops after  {p.ms:7.1f} ms"
+            if p.error is not None:
+                line += f"  error {p.error:.3g}"
+            if not p.exact:
+                line += "  (lossy)"
+            if p.note:
+                line += f"  {p.note}"
+            lines.append(line)
         top = sorted(self.ops_final.items(), key=lambda kv: (-kv[1], kv[0]))
         lines.append("  ops: " + ", ".join(f"{k} x{v}" for k, v in top))
         if self.kernels:

@@ -1,8 +1,9 @@
 """What a pass is, the registry of passes by name, and pipeline specs (`a,b{opt=1}`).
 
 A pass is a frozen dataclass: its fields are its options, `name` is its kebab-case name, and its
-docstring says what it rewrites and when that is legal. `run(gm)` rewrites the graph in place and
-returns how many rewrites it made.
+docstring says what it rewrites and when that is legal. `run(gm, ctx)` rewrites the graph in place
+and returns how many rewrites it made; `ctx` (a PassContext) carries what the pass may need from
+outside the graph (target, example and calibration inputs, the accuracy budget, the choices).
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from typing import ClassVar
 
 import torch.fx as fx
 
+from .context import PassContext
+
 PASSES: dict[str, type["Pass"]] = {}
 
 
@@ -20,10 +23,10 @@ PASSES: dict[str, type["Pass"]] = {}
 class Pass:
     name: ClassVar[str] = ""
     # Exact passes keep outputs equal to the input graph's within float tolerance; lossy ones
-    # run only when asked for and report what they cost.
+    # run only when the user names them, and the pass manager measures and reports their cost.
     exact: ClassVar[bool] = True
 
-    def run(self, gm: fx.GraphModule) -> int:
+    def run(self, gm: fx.GraphModule, ctx: PassContext) -> int:
         raise NotImplementedError
 
     def spec(self) -> str:

@@ -9,6 +9,7 @@ import torch.fx as fx
 from fastc.ir.op_facts import is_pure
 
 from .base import Pass, register
+from .context import PassContext
 
 
 def _key(value):
@@ -36,7 +37,7 @@ class CommonSubexpressions(Pass):
     """
     name = "cse"
 
-    def run(self, gm: fx.GraphModule) -> int:
+    def run(self, gm: fx.GraphModule, ctx: PassContext) -> int:
         seen: dict[tuple, fx.Node] = {}
         merged = 0
         for node in list(gm.graph.nodes):

@@ -8,6 +8,7 @@ import torch.fx as fx
 from fastc.ir.op_facts import has_effects
 
 from .base import Pass, register
+from .context import PassContext
 
 
 @register
@@ -21,7 +22,7 @@ class DeadCode(Pass):
     """
     name = "dead-code"
 
-    def run(self, gm: fx.GraphModule) -> int:
+    def run(self, gm: fx.GraphModule, ctx: PassContext) -> int:
         removed = 0
         for node in reversed(list(gm.graph.nodes)):
             if node.users or has_effects(node):

@@ -11,6 +11,7 @@ from fastc.ir.constants import add_constant
 from fastc.ir.evaluate import evaluate
 
 from .base import Pass, register
+from .context import PassContext
 
 aten = torch.ops.aten
 
@@ -28,7 +29,7 @@ class FoldBatchNorm(Pass):
     """
     name = "fold-batchnorm"
 
-    def run(self, gm: fx.GraphModule) -> int:
+    def run(self, gm: fx.GraphModule, ctx: PassContext) -> int:
         folded = 0
         for bn in list(gm.graph.nodes):
             args = _inference_batch_norm_args(bn)

@@ -11,6 +11,7 @@ from fastc.ir.evaluate import constant_inputs_only, evaluate
 from fastc.ir.op_facts import is_pure
 
 from .base import Pass, register
+from .context import PassContext
 
 
 @register
@@ -27,7 +28,7 @@ class FoldConstants(Pass):
     name = "fold-constants"
     max_new_elements: int = 4096
 
-    def run(self, gm: fx.GraphModule) -> int:
+    def run(self, gm: fx.GraphModule, ctx: PassContext) -> int:
         folded = 0
         for node in list(gm.graph.nodes):
             if node.op != "call_function" or not is_pure(node) or not constant_inputs_only(node):

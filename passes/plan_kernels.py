@@ -11,6 +11,7 @@ import torch.fx as fx
 from fastc.ir.types import TensorType, node_type
 
 from .base import Pass, register
+from .context import PassContext
 from .fusion_choices import FusionChoices
 from .kernel_ops import OpClass, classify
 
@@ -57,7 +58,7 @@ class PlanKernels(Pass):
     #: pointwise kernel.
     products: bool = True
 
-    def run(self, gm: fx.GraphModule) -> int:
+    def run(self, gm: fx.GraphModule, ctx: PassContext) -> int:
         choices = FusionChoices(self.max_ops, self.epilogues, self.reductions)
         for n in gm.graph.nodes:
             n.meta.pop("kernel", None)

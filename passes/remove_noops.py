@@ -10,6 +10,7 @@ from fastc.ir.op_facts import VIEW_OPS
 from fastc.ir.types import TensorType, node_type
 
 from .base import Pass, register
+from .context import PassContext
 
 aten = torch.ops.aten
 
@@ -27,7 +28,7 @@ class RemoveNoops(Pass):
     """
     name = "remove-noops"
 
-    def run(self, gm: fx.GraphModule) -> int:
+    def run(self, gm: fx.GraphModule, ctx: PassContext) -> int:
         removed = 0
         for node in list(gm.graph.nodes):
             if node.op == "call_function" and self._is_noop(node):

@@ -19,7 +19,9 @@ def test_defaults():
 
 
 @pytest.mark.parametrize("options, pattern", [
-    ({"fuse_max": 3}, r"unknown fastc option 'fuse_max' \(valid: debug_dir, freeze, passes, disable, verify, on_error, target, kernel_choice, mode\)"),
+    ({"fuse_max": 3}, r"unknown fastc option 'fuse_max' \(valid: debug_dir, freeze, passes, disable, verify, on_error, target, kernel_choice, mode, accuracy_budget\)"),
+    ({"accuracy_budget": -1}, r"accuracy_budget=-1 is not valid \(valid: a finite number >= 0"),
+    ({"accuracy_budget": "1%"}, r"accuracy_budget='1%' is not valid"),
     ({"freeze": "yes"}, r"fastc option freeze='yes' is not valid \(valid: True or False\)"),
     ({"on_error": "ignore"}, r"on_error='ignore' is not valid \(valid: fallback, raise\)"),
     ({"passes": "dead-code,nope"}, r"passes='dead-code,nope': unknown pass 'nope' \(valid: "),
@@ -100,7 +102,7 @@ class _Breaks(Pass):
     """Test-only pass that always fails, to exercise fastc's error handling on a graph."""
     name = "test-only-breaks"
 
-    def run(self, gm):
+    def run(self, gm, ctx):
         raise RuntimeError("deliberately broken pass")
 
 
@@ -109,7 +111,7 @@ class _Wrong(Pass):
     """Test-only pass that silently changes results: negates the first output."""
     name = "test-only-wrong"
 
-    def run(self, gm):
+    def run(self, gm, ctx):
         out = next(n for n in gm.graph.nodes if n.op == "output")
         first = out.args[0][0]
         with gm.graph.inserting_before(out):
@@ -133,7 +135,7 @@ def test_on_error_raise():
 
 def test_verify_catches_a_pass_that_changes_results():
     model, x = _convbn()
-    with pytest.raises(Exception, match="pass test-only-wrong changed output 0"):
+    with pytest.raises(Exception, match="pass test-only-wrong changed the outputs: relative error 2"):
         _compile_and_run(model, x, passes="test-only-wrong", verify=True)
 
 

@@ -9,7 +9,7 @@ from torch._decomp import core_aten_decompositions
 from torch.fx.experimental.proxy_tensor import make_fx
 
 from fastc.ir import parse_graph, print_graph
-from fastc.passes import (PASSES, CommonSubexpressions, DeadCode, FoldBatchNorm, FoldConstants,
+from fastc.passes import (PASSES, CommonSubexpressions, PassContext, DeadCode, FoldBatchNorm, FoldConstants,
                           RemoveNoops, make_pass, parse_pipeline)
 
 
@@ -20,7 +20,7 @@ def _frozen_graph(module: nn.Module, *args):
 
 def _check(gm, p, args, expect_rewrites=None):
     before = gm(*args)
-    rewrites = p.run(gm)
+    rewrites = p.run(gm, PassContext())
     gm.graph.lint()
     gm.recompile()
     torch.testing.assert_close(gm(*args), before, rtol=1e-5, atol=1e-5)
@@ -98,7 +98,7 @@ def test_fold_batchnorm_matches_eager(make):
         torch.randn(2, model[0].in_channels, 6, 6) if conv else torch.randn(4, 6))
     gm = _frozen_graph(model, x)
     _check(gm, FoldBatchNorm(), (x,), expect_rewrites=1)
-    DeadCode().run(gm)
+    DeadCode().run(gm, PassContext())
     gm.recompile()
     assert not any("batch_norm" in op for op in _ops(gm))
     torch.testing.assert_close(gm(x), model(x), rtol=1e-5, atol=1e-5)
@@ -108,7 +108,7 @@ def test_fold_batchnorm_leaves_training_batchnorm():
     model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4)).train()
     x = torch.randn(2, 3, 4, 4)
     gm = make_fx(lambda x: model(x), decomposition_table=core_aten_decompositions())(x)
-    assert FoldBatchNorm().run(gm) == 0
+    assert FoldBatchNorm().run(gm, PassContext()) == 0
 
 
 def test_remove_noops_keeps_outputs_equal():
@@ -124,7 +124,7 @@ def test_remove_noops_keeps_outputs_equal():
 
 def test_remove_noops_keeps_copy_of_an_input():
     gm = make_fx(lambda x: x.clone())(torch.randn(3))
-    assert RemoveNoops().run(gm) == 0
+    assert RemoveNoops().run(gm, PassContext()) == 0
 
 
 def test_passes_are_frozen_dataclasses():

@@ -42,7 +42,7 @@ def test_a_graph_that_runs_eagerly_says_so_without_logging_configured():
         @dataclass(frozen=True)
         class Broken(Pass):
             name = "user-broken"
-            def run(self, gm):
+            def run(self, gm, ctx):
                 raise RuntimeError("this pass is broken")
 
         c = torch.compile(lambda x: x * 2, backend="fastc", options={"passes": "user-broken"})
