@@ -3,17 +3,30 @@
     model = torch.compile(model, backend="fastc", options={"debug_dir": "dump"})
 
 `fastc.reports()` lists what fastc did to each graph compiled in this process.
+
+Importing fastc is cheap: it loads neither torch nor the compiler. The backend (capture, passes,
+code generation) loads on first use, when Dynamo calls it or `fastc.fastc_backend` is read.
 """
 from __future__ import annotations
-
-from .backend import fastc_backend
-from .options import Options, make_options
-
-__version__ = "0.1.0"
 
 # No NullHandler on the "fastc" logger: without logging configured, Python's last-resort handler
 # prints its warnings (a graph that runs eagerly, a kernel that runs as ATen) to stderr, so a
 # fallback is never silent; configured logging (or TORCH_LOGS=+fastc) takes them as usual.
+
+__version__ = "0.1.0"
+
+_LAZY = {"fastc_backend": ("backend", "fastc_backend"), "Options": ("options", "Options"),
+         "make_options": ("options", "make_options")}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'fastc' has no attribute {name!r}")
 
 
 def reports():
@@ -21,18 +34,5 @@ def reports():
     from .report import REPORTS
     return list(REPORTS)
 
-
-def _register_torch_logs():
-    # TORCH_LOGS=+fastc: torch's logging settings reach the "fastc" logger (see capture.py for
-    # the handlers, set up on the first compilation once torch is fully imported).
-    try:
-        from torch._logging import _internal
-        if "fastc" not in _internal.log_registry.log_alias_to_log_qnames:
-            _internal.register_log("fastc", "fastc")
-    except Exception:  # private API: logging still works through the logging module
-        pass
-
-
-_register_torch_logs()
 
 __all__ = ["Options", "fastc_backend", "make_options", "reports"]

@@ -183,13 +183,14 @@ def test_inference_then_training_on_the_same_compiled_model():
 def test_mode_is_accepted_and_reaches_fastc(mode, monkeypatch):
     monkeypatch.setenv("FASTC_ON_ERROR", "raise")  # options= cannot go with mode=
     seen = []
-    original = fastc.backend.compile_graph
+    import fastc.capture
+    original = fastc.capture.compile_graph
 
     def recording(gm, example_inputs, opts):
         seen.append(opts.mode)
         return original(gm, example_inputs, opts)
 
-    monkeypatch.setattr(fastc.backend, "compile_graph", recording)
+    monkeypatch.setattr(fastc.capture, "compile_graph", recording)
     torch.manual_seed(0)
     model = MLP().eval()
     x = torch.randn(4, 16)
