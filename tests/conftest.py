@@ -60,14 +60,14 @@ def _recording_boxed(original, graphs: list):
 
 def compile_and_run(name: str, training: bool, debug_dir: Path) -> CompiledRun:
     import fastc
-    import fastc.capture
+    import fastc.graph_compiler
     import model_zoo
     from model_zoo import main_output
 
     torch._dynamo.reset()
     graphs: list[dict] = []
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(fastc.capture, "_boxed", _recording_boxed(fastc.capture._boxed, graphs))
+        mp.setattr(fastc.graph_compiler, "_boxed", _recording_boxed(fastc.graph_compiler._boxed, graphs))
         model, inputs = model_zoo.build(name)
         model.train(training)
         reference = copy.deepcopy(model)

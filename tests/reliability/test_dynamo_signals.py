@@ -24,6 +24,6 @@ def test_dynamic_layer_norm_compiles():
 
 
 def test_a_capture_failure_reason_is_never_empty():
-    from fastc.capture import describe_error
+    from fastc.graph_compiler import describe_error
     assert describe_error(RuntimeError("")) == "RuntimeError (no message)"
     assert describe_error(ValueError("bad")) == "ValueError: bad"
