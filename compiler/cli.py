@@ -1,12 +1,55 @@
 """The `fastc` command line: `fastc demo`, `fastc explain`, `fastc opt` (also `fastc-opt`), ...
 
     fastc opt -p remove-noops,fold-constants{max_new_elements=64} graph.fx
+
+A mistake in what was asked for (an unknown model, a file that is missing or not text, IR that
+does not parse, a bad pass pipeline, a count below 1) is one line on stderr, `fastc opt: error:
+...` or `FILE:LINE:COLUMN: error: ...`, and a non-zero exit status: 2 for a bad command line, 1
+for bad input. Only a bug in fastc itself ends in a traceback.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+
+
+class CommandError(Exception):
+    """A mistake in what the command was asked to do: printed as one line, no traceback.
+
+    `location` (FILE or FILE:LINE:COLUMN) replaces the program name at the start of the line."""
+
+    def __init__(self, message: str, status: int = 1, location: str | None = None):
+        super().__init__(message)
+        self.status, self.location = status, location
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    return _int_at_least(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer of at least 0."""
+    return _int_at_least(text, 0)
+
+
+def _int_at_least(text: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        raise argparse.ArgumentTypeError(f"expected an integer of at least {minimum}, got {text!r}")
+    return value
+
+
+def _run(prog: str, func, args) -> int:
+    try:
+        return func(args)
+    except CommandError as e:
+        print(f"{e.location or prog}: error: {e}", file=sys.stderr)
+        return e.status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="compile the bundled models, check against eager, time them")
     demo.add_argument("--model", choices=_demo_models(), action="append",
                       help="which bundled model (default: all)")
-    demo.add_argument("--runs", type=int, default=20, help="timed runs per model")
+    demo.add_argument("--runs", type=positive_int, default=20, help="timed runs per model (at least 1)")
     demo.set_defaults(func=_demo)
 
     explain = sub.add_parser("explain", help="what fastc does to a bundled model or an .fx file")
@@ -35,14 +78,14 @@ def main(argv: list[str] | None = None) -> int:
         register(sub)
 
     args = parser.parse_args(argv)
-    return args.func(args)
+    return _run(sub.choices[args.command].prog, args.func, args)
 
 
 def opt_main(argv: list[str] | None = None) -> int:
     """`fastc-opt`: the same as `fastc opt`."""
     parser = argparse.ArgumentParser(prog="fastc-opt", description="Run fastc passes over IR text.")
     _opt_arguments(parser)
-    return _opt(parser.parse_args(argv))
+    return _run(parser.prog, _opt, parser.parse_args(argv))
 
 
 def _plugins():
@@ -67,7 +110,7 @@ def _opt_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("-p", "--passes", default="", help="pass pipeline, e.g. 'dead-code,cse'")
     parser.add_argument("--constants", help="safetensors file that `const @name` refers to "
                         "(default: FILE with .safetensors, or constants.safetensors beside FILE)")
-    parser.add_argument("--inline-limit", type=int, default=16,
+    parser.add_argument("--inline-limit", type=non_negative_int, default=16,
                         help="print constants of at most this many elements inline")
     parser.add_argument("--split-input-file", action="store_true",
                         help="treat '# -----' lines as separators between independent graphs")
@@ -90,9 +133,8 @@ def _opt(args) -> int:
     try:
         passes = parse_pipeline(args.passes)
     except ValueError as e:
-        print(f"fastc opt: {e}", file=sys.stderr)
-        return 2
-    text = sys.stdin.read() if args.file == "-" else open(args.file).read()
+        raise CommandError(str(e), status=2) from None
+    text = read_text(args.file)
     constants = _load_constants(args.file, args.constants)
     chunks = _split(text) if args.split_input_file else [(0, text)]
     status, outputs = 0, []
@@ -100,8 +142,7 @@ def _opt(args) -> int:
         try:
             gm = parse_graph(chunk, constants)
         except ParseError as e:
-            line = e.line + first_line
-            print(f"{args.file}:{line}:{e.column}: error: {str(e).split(': ', 1)[1]}", file=sys.stderr)
+            print(parse_error_line(args.file, e, first_line), file=sys.stderr)
             status = 1
             continue
         run_passes(gm, passes)
@@ -123,30 +164,81 @@ def _split(text: str) -> list[tuple[int, str]]:
     return chunks
 
 
+def read_text(path: str) -> str:
+    """The text of an IR file (- for standard input); CommandError if it is missing or not text."""
+    name = "<stdin>" if path == "-" else path
+    try:
+        if path == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            with open(path, "rb") as f:
+                data = f.read()
+    except FileNotFoundError:
+        raise CommandError("no such file", location=name) from None
+    except IsADirectoryError:
+        raise CommandError("is a directory, not a file", location=name) from None
+    except OSError as e:
+        raise CommandError(f"cannot read it: {e.strerror or e}", location=name) from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise CommandError(f"not a text file (byte {e.start} is not UTF-8)", location=name) from None
+    nul = text.find("\0")
+    if nul >= 0:
+        raise CommandError(f"not a text file (a NUL byte at offset {nul})", location=name)
+    return text.replace("\r\n", "\n").replace("\r", "\n")  # as reading in text mode does
+
+
+def parse_error_line(path: str, error, first_line: int = 0) -> str:
+    """`FILE:LINE:COLUMN: error: message` for a ParseError in a chunk that starts after `first_line`."""
+    message = str(error).split(": ", 1)[1]
+    return f"{'<stdin>' if path == '-' else path}:{error.line + first_line}:{error.column}: error: {message}"
+
+
 def _load_constants(path: str, explicit: str | None) -> dict:
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
     candidates = [explicit] if explicit else []
     if path != "-" and not explicit:
         candidates += [os.path.splitext(path)[0] + ".safetensors",
                        os.path.join(os.path.dirname(path) or ".", "constants.safetensors")]
+    if explicit and not os.path.isfile(explicit):
+        problem = "is a directory, not a safetensors file" if os.path.isdir(explicit) else "no such file"
+        raise CommandError(f"constants file {problem}", location=explicit)
     for c in candidates:
-        if c and os.path.exists(c):
-            return load_file(c)
-    if explicit:
-        raise SystemExit(f"fastc opt: constants file {explicit} does not exist")
+        if os.path.isfile(c):
+            try:
+                return load_file(c)
+            except (OSError, SafetensorError) as e:
+                raise CommandError(f"cannot read constants: {e}", location=c) from None
     return {}
 
 
 # -- fastc demo / explain ---------------------------------------------------------------------------
 def _demo(args) -> int:
     from .demo import run_demo
+    _check_options({})
     return run_demo(args.model or list(_demo_models()), runs=args.runs)
 
 
 def _explain(args) -> int:
     from .explain import explain
+    _check_options({"target": args.target})
     return explain(args.model, show_graph=args.graph, codegen_target=args.target)
 
 
+def _check_options(options: dict) -> None:
+    """Options the command will compile with, and FASTC_* settings in the environment, checked
+    before any compiling (inside torch.compile a bad one would surface as a compiler failure)."""
+    from .options import make_options
+    try:
+        make_options(options)
+    except ValueError as e:
+        raise CommandError(str(e), status=2) from None
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m fastc.cli`: run the imported module's main, so that this file's classes
+    # (CommandError) are the ones the other modules import, not copies in __main__.
+    from fastc.cli import main as _main
+    sys.exit(_main())

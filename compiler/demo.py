@@ -20,6 +20,12 @@ def _median_ms(fn, args, runs: int) -> float:
 
 
 def run_demo(names: list[str], runs: int = 20) -> int:
+    """Compiles, checks and times each bundled model in `names`; `runs` timed calls each (>= 1)."""
+    if runs < 1:
+        raise ValueError(f"runs must be at least 1 (a median of {runs} timings does not exist), got {runs}")
+    unknown = [n for n in names if n not in demo_models.MODELS]
+    if unknown:
+        raise ValueError(f"unknown demo model {unknown[0]!r} (valid: {', '.join(demo_models.MODELS)})")
     print(f"fastc demo on {machine.describe()}\n")
     failures = 0
     rows = []

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import glob
 import os
+import sys
 import tempfile
 
 import torch
@@ -13,8 +14,14 @@ from .report import REPORTS, GraphReport, count_ops, op_histogram
 
 
 def explain(target: str, show_graph: bool = False, codegen_target: str = "auto") -> int:
-    if target.endswith(".fx"):
-        return _explain_file(target, show_graph)
+    """`target`: a bundled model's name, else a file of IR text (an .fx file)."""
+    from .cli import CommandError
+
+    if target not in demo_models.MODELS:
+        if target.endswith(".fx") or os.path.exists(target):
+            return _explain_file(target, show_graph)
+        raise CommandError(f"unknown model {target!r}: neither a bundled model "
+                           f"({', '.join(demo_models.MODELS)}) nor an .fx file", status=2)
     model, inputs = demo_models.build(target)
     torch._dynamo.reset()
     first = len(REPORTS)
@@ -30,12 +37,17 @@ def explain(target: str, show_graph: bool = False, codegen_target: str = "auto")
 
 
 def _explain_file(path: str, show_graph: bool) -> int:
-    from fastc.ir import parse_graph, print_graph
+    from fastc.ir import ParseError, parse_graph, print_graph
 
-    from .cli import _load_constants
+    from .cli import _load_constants, parse_error_line, read_text
     from .pass_manager import run_pipeline
 
-    gm = parse_graph(open(path).read(), _load_constants(path, None))
+    text = read_text(path)
+    try:
+        gm = parse_graph(text, _load_constants(path, None))
+    except ParseError as e:
+        print(parse_error_line(path, e), file=sys.stderr)
+        return 1
     report = GraphReport(0, "file", nodes_captured=count_ops(gm))
     run_pipeline(gm, make_options({}), report)
     report.nodes_final, report.ops_final = count_ops(gm), op_histogram(gm)

@@ -16,6 +16,7 @@ import torch
 import torch.fx as fx
 from torch._subclasses.fake_tensor import unset_fake_temporarily
 
+from fastc.costmodel import compile_choices
 from fastc.passes import AccuracyBudget, PassContext
 
 from .debug_dump import DebugDump
@@ -64,15 +65,18 @@ def _compile_real(gm: fx.GraphModule, kind: str, opts: Options, frozen: list[int
             freeze(gm, example_inputs, frozen)
             dump.graph("frozen", gm)
         keep = [i for i in range(len(example_inputs or ())) if i not in set(frozen)]
-        ctx = PassContext(target=opts.target,
+        choices = compile_choices(opts.choices, target=opts.target, kernel_choice=opts.kernel_choice,
+                                  autotune=opts.mode.startswith("max-autotune"))
+        ctx = PassContext(target=opts.target, choices=choices,
                           example_inputs=[real_inputs[i] for i in keep] if real_inputs else None,
                           accuracy_budget=(AccuracyBudget(opts.accuracy_budget)
                                            if opts.accuracy_budget is not None else None))
         run_pipeline(gm, opts, report, dump, ctx=ctx)
-        _no_constant_outputs(gm)
+        if _no_constant_outputs(gm):
+            dump.graph("copy-constant-outputs", gm)
         drop_unused_constants(gm)
         dump.constants(gm)
-        runner = _generate_code(gm, opts, report, dump)
+        runner = _generate_code(gm, opts, report, dump, choices)
     except Exception as e:
         if opts.on_error == "raise":
             raise
@@ -100,7 +104,7 @@ def _compile_real(gm: fx.GraphModule, kind: str, opts: Options, frozen: list[int
     return _boxed(gm, frozen, runner, guard, unfrozen, report)
 
 
-def _no_constant_outputs(gm: fx.GraphModule) -> None:
+def _no_constant_outputs(gm: fx.GraphModule) -> int:
     """A graph output that is a constant (a folded weight) is returned as a copy: the caller may
     change it in place, which must not change the constant that later calls return."""
     output = next(n for n in gm.graph.nodes if n.op == "output")
@@ -117,6 +121,7 @@ def _no_constant_outputs(gm: fx.GraphModule) -> None:
     output.args = fx.node.map_arg(output.args, copy_of)
     if copies:
         gm.recompile()
+    return len(copies)
 
 
 def _copy(gm: fx.GraphModule) -> fx.GraphModule:
@@ -124,7 +129,7 @@ def _copy(gm: fx.GraphModule) -> fx.GraphModule:
     return fx.GraphModule(gm, copy.deepcopy(gm.graph))
 
 
-def _generate_code(gm: fx.GraphModule, opts: Options, report: GraphReport, dump: DebugDump):
+def _generate_code(gm: fx.GraphModule, opts: Options, report: GraphReport, dump: DebugDump, choices):
     """A runner of generated kernels for the planned graph, or None to run its ATen ops."""
     target = opts.target  # resolved once, in capture.py
     report.target = target
@@ -132,10 +137,13 @@ def _generate_code(gm: fx.GraphModule, opts: Options, report: GraphReport, dump:
         return None
     from fastc.codegen.wrapper import compile_planned
     runner, info = compile_planned(gm, target, strict=opts.on_error == "raise",
-                                   autotune=opts.mode.startswith("max-autotune"), choose=opts.kernel_choice)
-    # The report shares the lists: a kernel that fails on its first call moves to the fallbacks.
+                                   autotune=opts.mode.startswith("max-autotune"), choose=opts.kernel_choice,
+                                   choices=choices)
+    # The report shares the lists: a kernel that fails on its first call moves to the fallbacks,
+    # and measurements taken at first calls land in the report.
     report.generated_kernels = info.kernels
     report.aten_kernels = info.fallbacks
+    report.measurements = info.measurements
     if info.fallbacks:
         name, reason = info.fallbacks[0]
         more = f" and {len(info.fallbacks) - 1} more" if len(info.fallbacks) > 1 else ""

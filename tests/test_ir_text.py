@@ -90,3 +90,92 @@ def test_parse_errors_name_line_and_column(text, line, column, message):
     assert (info.value.line, info.value.column) == (line, column), str(info.value)
     assert message in str(info.value)
     assert str(info.value).startswith(f"{line}:{column}: ")
+
+
+# -- declared types are checked against what the ops give ---------------------------------------------
+def _graph(params: str, *body: str, result: str = "%y") -> str:
+    return f"graph @g({params}) {{\n" + "".join(f"  {line}\n" for line in body) + f"  return ({result},)\n}}\n"
+
+
+@pytest.mark.parametrize("text, line, column, message", [
+    (_graph("%a: f32[4], %b: f32[4]", "%y: f32[8] = aten.add.Tensor(%a, %b)"),
+     2, 16, "%y is declared f32[8], but aten.add.Tensor gives f32[4]"),
+    (_graph("%a: f32[4], %b: f32[4]", "%y: f16[4] = aten.add.Tensor(%a, %b)"),
+     2, 16, "%y is declared f16[4], but aten.add.Tensor gives f32[4]"),
+    (_graph("%a: f32[4], %i: i64[4]", "%y: i64[4] = aten.mul.Tensor(%a, %i)"),
+     2, 16, "%y is declared i64[4], but aten.mul.Tensor gives f32[4]"),
+    (_graph("%x: f32[2, 3]", "%y: f32[3, 2] = aten.relu.default(%x)"),
+     2, 19, "%y is declared f32[3, 2], but aten.relu.default gives f32[2, 3]"),
+    (_graph("%x: f32[2, 3]", "%y: f32[6, 1, 1] = aten.view.default(%x, [6, 1])"),
+     2, 22, "gives f32[6, 1]"),
+    (_graph("%x: f32[s0, 4], %z: f32[s1, 4]", "%y: f32[s1, 4] = aten.neg.default(%x)"),
+     2, 20, "%y is declared f32[s1, 4], but aten.neg.default gives f32[s0, 4]"),
+    (_graph("%x: f32[s0, 4]", "%y: f32[s0, 4] = aten.cat.default([%x, %x])"),
+     2, 20, "%y is declared f32[s0, 4], but aten.cat.default gives f32[2*s0, 4]"),
+    (_graph("%x: f32[s0, 4]", "%n: int = aten.sym_size.int(%x, 0)", "%y: f32[s0, 2] = aten.view.default(%x, [%n, 4])"),
+     3, 20, "gives f32[s0, 4]"),
+    (_graph("%x: f32[4, 8]", "%vm: (f32[8], f32[8]) = aten.var_mean.correction(%x, [0])", "%y: f32[4] = getitem(%vm, 0)"),
+     3, 16, "%y is declared f32[4], but getitem gives f32[8]"),
+    (_graph("%x: f32[4, 8]", "%y: f32[8] = aten.var_mean.correction(%x, [0])"),
+     2, 16, "%y is declared f32[8], but aten.var_mean.correction gives (f32[8], f32[8])"),
+    (_graph("%x: f32[4]", "%y: float = aten.sym_size.int(%x, 0)"),
+     2, 15, "%y is declared float, but aten.sym_size.int gives int"),
+    (_graph("%x: f32[4]", "%c: f32[4] = const dense<[1.0]>", "%y: f32[] = aten.add.Tensor(%x, %c)"),
+     3, 15, "%y is declared f32[], but aten.add.Tensor gives f32[4]"),
+])
+def test_declared_type_contradicting_the_op_is_an_error(text, line, column, message):
+    with pytest.raises(ParseError) as info:
+        parse_graph(text)
+    assert (info.value.line, info.value.column) == (line, column), str(info.value)
+    assert message in str(info.value)
+    assert parse_graph(text, verify=False) is not None  # the syntax itself is fine
+
+
+def test_the_first_wrong_declaration_is_the_one_reported():
+    text = _graph("%x: f32[4]", "%a: f32[5] = aten.neg.default(%x)", "%y: f32[5] = aten.exp.default(%a)")
+    with pytest.raises(ParseError, match=r"^2:16: %a is declared f32\[5\]"):
+        parse_graph(text)
+
+
+@pytest.mark.parametrize("text", [
+    # Data-dependent sizes (u0) and int arguments of unknown value are not guessed at.
+    _graph("%x: f32[8]", "%nz: i64[u0, 1] = aten.nonzero.default(%x)", "%y: i64[u0] = aten.select.int(%nz, 1, 0)"),
+    _graph("%x: f32[s0, 8], %n: int", "%y: f32[s0, 8] = aten.view.default(%x, [%n, 8])"),
+    # An op that cannot be evaluated on its operands' types is left unchecked.
+    _graph("%x: f32[3, 4]", "%p: f32[4, 3] = aten.permute.default(%x, [1, 0])",
+           "%y: f32[12] = aten.view.default(%p, [12])"),
+    # `?` declares nothing; `none` items of a tuple neither.
+    _graph("%x: f32[4]", "%y: ? = aten.neg.default(%x)"),
+    _graph("%x: f32[4, 8]", "%vm: (none, f32[8]) = aten.var_mean.correction(%x, [0])", "%y: f32[8] = getitem(%vm, 1)"),
+    # A graph argument named like a size symbol is that size.
+    _graph("%x: f32[s0, 8], %s0: int", "%y: f32[s0, 2, 4] = aten.view.default(%x, [%s0, 2, 4])"),
+    # Sizes that are equal but written differently.
+    _graph("%x: f32[s0, 4]", "%y: f32[s0 + s0, 4] = aten.cat.default([%x, %x])"),
+    _graph("%x: f32[2*s0, 4]", "%y: f32[(s0*2)//2, 8] = aten.view.default(%x, [-1, 8])"),
+])
+def test_consistent_or_uncheckable_declarations_parse(text):
+    parse_graph(text)
+
+
+def test_unknown_python_callables_are_not_called_while_parsing(monkeypatch):
+    import os
+    calls = []
+    monkeypatch.setattr(os, "getcwd", lambda *a: calls.append(a) or "/")
+    gm = parse_graph(_graph("%x: f32[4]", "%y: f32[4] = os.getcwd(%x)"))
+    assert calls == [] and gm is not None
+
+
+@pytest.mark.parametrize("name", ["view_sum", "norm_cat_slice", "var_mean_tuple"])
+def test_roundtrip_symbolic_graphs_verify(name):
+    fns = {
+        "view_sum": (lambda x: x.view(x.shape[0] * 2, -1).sum(0) / x.shape[0], torch.randn(4, 6)),
+        "norm_cat_slice": (lambda x: torch.cat([torch.nn.functional.layer_norm(x, (6,)), x], 0)[1:x.shape[0] + 1].softmax(-1),
+                           torch.randn(4, 6)),
+        "var_mean_tuple": (lambda x: torch.var_mean(x.t() @ x, dim=0), torch.randn(5, 3)),
+    }
+    fn, x = fns[name]
+    gm = _trace(fn, x, mode="symbolic")
+    text = print_graph(gm)
+    assert "s" in text.splitlines()[0]
+    parsed = parse_graph(text)
+    assert print_graph(parsed) == text

@@ -3,6 +3,11 @@
 Errors name the line, the column and what was expected there:
 
     ParseError: 3:18: expected ')' or ',' after an argument, found 'x'
+
+A graph that parses is then checked: each op's declared result type must be what the op gives
+for its operands' declared types (verify.py), else the error names the op:
+
+    ParseError: 3:16: %y is declared f32[8], but aten.add.Tensor gives f32[4]
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import torch.fx as fx
 from .printer import ATTRIBUTES
 from .targets import resolve_target
 from .types import DTYPES_BY_NAME, ScalarType, TensorType, TupleType, parse_size
+from .verify import TypeMismatch, check_types
 
 
 class ParseError(ValueError):
@@ -32,14 +38,19 @@ _IDENT_CHAR = re.compile(r"[A-Za-z0-9_]")
 _SCALAR_KINDS = ("int", "float", "bool")
 
 
-def parse_graph(text: str, constants: dict[str, torch.Tensor] | None = None) -> fx.GraphModule:
-    """Parses one `graph @name(...) { ... }`. `constants` resolves `const @name` references."""
-    return _Parser(text, constants or {}).parse()
+def parse_graph(text: str, constants: dict[str, torch.Tensor] | None = None,
+                verify: bool = True) -> fx.GraphModule:
+    """Parses one `graph @name(...) { ... }`. `constants` resolves `const @name` references.
+
+    With `verify` (the default) the declared types are checked against what the ops give
+    (verify.check_types); a contradiction is a ParseError at the op."""
+    return _Parser(text, constants or {}, verify).parse()
 
 
 class _Parser:
-    def __init__(self, text: str, constants: dict[str, torch.Tensor]):
-        self.text, self.pos, self.constants = text, 0, constants
+    def __init__(self, text: str, constants: dict[str, torch.Tensor], verify: bool = True):
+        self.text, self.pos, self.constants, self.verify = text, 0, constants, verify
+        self.op_positions: dict[fx.Node, int] = {}  # where each op's name is, for type errors
         self.graph = fx.Graph()
         self.root = torch.nn.Module()
         self.values: dict[str, fx.Node] = {}
@@ -116,6 +127,11 @@ class _Parser:
             gm.graph.lint()
         except Exception as e:  # a well-formed text can still name values out of order
             raise self.error(f"invalid graph: {e}", start) from e
+        if self.verify:
+            try:
+                check_types(gm, self.symbols)
+            except TypeMismatch as e:
+                raise self.error(str(e), self.op_positions[e.node]) from None
         return gm
 
     def define_name(self) -> tuple[str, int]:
@@ -149,6 +165,7 @@ class _Parser:
                 raise self.error(f"unknown op '{target_text}'", pos) from None
             args, kwargs = self.call_args()
             node = self.graph.create_node("call_function", target, tuple(args), kwargs, name=name)
+            self.op_positions[node] = pos
             self.attributes(node)
         self.values[name] = node
         node.meta["type"] = typ

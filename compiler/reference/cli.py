@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..cli import positive_int
 from . import catalog, transforms, weights_io
 
 
@@ -23,11 +24,11 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--transform", default="identity",
                    help=f"transform name or comma-separated chain ({', '.join(transforms.NAMES)})")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds to run the transform under")
-    p.add_argument("--calibration", type=int, metavar="N",
+    p.add_argument("--calibration", type=positive_int, metavar="N",
                    help="calibration samples from the training split (default: 64 if the transform needs them)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--train", metavar="MODEL", choices=list(catalog.MODELS), help="retrain a reference model")
-    p.add_argument("--steps", type=int, help="with --train: override the number of training steps")
+    p.add_argument("--steps", type=positive_int, help="with --train: override the number of training steps")
     p.add_argument("--out", type=Path, default=weights_io.WEIGHTS_DIR, help="with --train: output folder")
     p.set_defaults(func=run)
     return p
@@ -55,23 +56,47 @@ def run(args: argparse.Namespace) -> int:
         list_models()
         return 0
     if args.train:
+        if args.out.exists() and not args.out.is_dir():
+            return _fail(f"--out {args.out} is a file, not a folder")
         spec = catalog.get(args.train)
         settings = spec.settings if args.steps is None else dataclasses.replace(spec.settings, steps=args.steps)
         train_reference(args.train, settings=settings, folder=args.out)
         return 0
     if not args.model:
-        print("fastc accuracy: give --model MODEL, --list or --train MODEL "
-              f"(models: {', '.join(catalog.MODELS)})", file=sys.stderr)
-        return 2
+        return _fail(f"give --model MODEL, --list or --train MODEL (models: {', '.join(catalog.MODELS)})")
     try:
         transform = transforms.get(args.transform)
     except ValueError as e:
-        print(f"fastc accuracy: {e}", file=sys.stderr)
-        return 2
+        return _fail(str(e))
+    try:
+        _try_transform(transform)
+    except ValueError as e:
+        return _fail(f"transform {args.transform!r}: {e}")
     calibration = args.calibration if args.calibration is not None else transform.needs_calibration
     report = measure(args.model, transform, calibration=calibration, seeds=args.seeds)
     print(json.dumps(report.to_json(), indent=2) if args.json else report.text())
     return 0
+
+
+def _fail(message: str) -> int:
+    """A mistake on the command line: one line on stderr, exit status 2."""
+    print(f"fastc accuracy: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _try_transform(transform: transforms.Transform) -> None:
+    """Runs the transform on a tiny throwaway model, so that a parameter it rejects (prune-200:
+    a fraction above 1) is a ValueError now, before the reference model is loaded and evaluated,
+    and not a traceback from inside measure(). The global RNG is left as it was."""
+    import torch
+    from torch import nn
+
+    with torch.random.fork_rng(devices=[]):
+        probe = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+        if transform.needs_calibration:
+            transform(probe, torch.randn(8, 4))
+        else:
+            transform(probe)
 
 
 def main(argv: list[str] | None = None) -> int:

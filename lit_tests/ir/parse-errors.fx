@@ -47,3 +47,48 @@ graph @missing_constant(%x: f32[2]) {
   %c: f32[2] = const @w
   return (%c,)
 }
+
+# -----
+# Declared types are checked against what the op gives for its operands' declared types.
+# CHECK: parse-errors.fx:[[# @LINE + 2]]:16: error: %y is declared f32[8], but aten.add.Tensor gives f32[4]
+graph @shape_mismatch(%a: f32[4], %b: f32[4]) {
+  %y: f32[8] = aten.add.Tensor(%a, %b)
+  return (%y,)
+}
+
+# -----
+# CHECK: parse-errors.fx:[[# @LINE + 2]]:16: error: %y is declared i64[4], but aten.add.Tensor gives f32[4]
+graph @dtype_mismatch(%a: f32[4], %b: f32[4]) {
+  %y: i64[4] = aten.add.Tensor(%a, %b)
+  return (%y,)
+}
+
+# -----
+# CHECK: parse-errors.fx:[[# @LINE + 2]]:22: error: %v is declared f32[2*s0, 8], but aten.view.default gives f32[s0, 2, 4]
+graph @rank_mismatch(%x: f32[s0, 8]) {
+  %v: f32[2*s0, 8] = aten.view.default(%x, [-1, 2, 4])
+  return (%v,)
+}
+
+# -----
+# CHECK: parse-errors.fx:[[# @LINE + 2]]:20: error: %y is declared f32[s1, 4], but aten.mul.Tensor gives f32[s0, 4]
+graph @symbol_mismatch(%x: f32[s0, 4], %z: f32[s1, 4]) {
+  %y: f32[s1, 4] = aten.mul.Tensor(%x, %x)
+  return (%y,)
+}
+
+# -----
+# CHECK: parse-errors.fx:[[# @LINE + 3]]:16: error: %m is declared f32[4], but getitem gives f32[8]
+graph @tuple_item_mismatch(%x: f32[4, 8]) {
+  %vm: (f32[8], f32[8]) = aten.var_mean.correction(%x, [0], correction=0)
+  %m: f32[4] = getitem(%vm, 1)
+  return (%m,)
+}
+
+# -----
+# CHECK: parse-errors.fx:[[# @LINE + 2]]:27: error: %vm is declared (f32[8], f32[4]), but aten.var_mean.correction gives (f32[8], f32[8])
+graph @tuple_mismatch(%x: f32[4, 8]) {
+  %vm: (f32[8], f32[4]) = aten.var_mean.correction(%x, [0], correction=0)
+  %m: f32[4] = getitem(%vm, 1)
+  return (%m,)
+}

@@ -6,7 +6,8 @@
 # CHECK-LABEL: graph @everything(%x: f32[s0, 8], %s0: int, %i: i64[s0]) {
 # CHECK-NEXT:   %c: bf16[2] = const dense<[1.0, -2.5]>
 # CHECK-NEXT:   %sz: int = aten.sym_size.int(%x, 0)
-# CHECK-NEXT:   %v: f32[2*s0, 4] = aten.view.default(%x, [%sz, -1, 4])
+# CHECK-NEXT:   %v: f32[s0, 2, 4] = aten.view.default(%x, [%sz, -1, 4])
+# CHECK-NEXT:   %v2: f32[2*s0, 4] = aten.view.default(%x, [-1, 4])
 # CHECK-NEXT:   %vm: (f32[8], f32[8]) = aten.var_mean.correction(%x, [0], correction=0, keepdim=false)
 # CHECK-NEXT:   %m: f32[8] = getitem(%vm, 1)
 # CHECK-NEXT:   %h: f16[s0, 8] = aten._to_copy.default(%x, dtype=torch.float16, layout=torch.strided, device=device("cpu"))
@@ -18,7 +19,8 @@
 graph @everything(%x: f32[s0, 8], %s0: int, %i: i64[s0]) {
   %c: bf16[2] = const dense<[1.0, -2.5]>
   %sz: int = aten.sym_size.int(%x, 0)
-  %v: f32[2*s0, 4] = aten.view.default(%x, [%sz, -1, 4])
+  %v: f32[s0, 2, 4] = aten.view.default(%x, [%sz, -1, 4])
+  %v2: f32[2*s0, 4] = aten.view.default(%x, [-1, 4])
   %vm: (f32[8], f32[8]) = aten.var_mean.correction(%x, [0], correction=0, keepdim=false)
   %m: f32[8] = getitem(%vm, 1)
   %h: f16[s0, 8] = aten._to_copy.default(%x, dtype=torch.float16, layout=torch.strided, device=device("cpu"))

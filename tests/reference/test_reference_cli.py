@@ -2,7 +2,9 @@
 import argparse
 import json
 
-from fastc.reference import cli, weights_io
+import pytest
+
+from fastc.reference import cli, transforms, weights_io
 
 
 def parse(argv):
@@ -49,3 +51,30 @@ def test_train_writes_weights_and_sidecar(tmp_path):
     assert weights_io.weights_path("digits-vit", tmp_path).exists()
     record = weights_io.load_record("digits-vit", tmp_path)
     assert record["settings"]["steps"] == 3 and "accuracy" in record["metrics"]
+
+
+def test_transform_parameter_out_of_range_exits_2_before_measuring(capsys, monkeypatch):
+    from fastc.reference import harness
+
+    monkeypatch.setattr(harness, "measure", lambda *a, **k: pytest.fail("measured a transform that cannot run"))
+    for spec in ("prune-200", "prune-20,prune-101"):
+        args = parse(["accuracy", "--model", "digits-cnn", "--transform", spec])
+        assert args.func(args) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err
+        assert f"fastc accuracy: error: transform '{spec}'" in err and "[0, 1]" in err
+
+
+def test_trying_a_transform_leaves_the_global_rng_alone():
+    import torch
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    cli._try_transform(transforms.get("noise-5,recalibrate-bn"))
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_train_out_must_be_a_folder(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    args = parse(["accuracy", "--train", "digits-vit", "--steps", "1", "--out", str(tmp_path / "file")])
+    assert args.func(args) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
