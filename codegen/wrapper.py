@@ -3,6 +3,11 @@
 `compile_planned(gm, target)` lowers every kernel of `gm`'s plan. A kernel that raises
 Unsupported, or whose generated code fails on its first call, runs as its ATen ops instead, with
 the reason recorded in `info.fallbacks`; no model fails because of code generation.
+
+How each kernel runs (its ATen ops, or its generated code under which schedule) is the choices
+object's decision (fastc.costmodel); this module only enumerates the legal candidates and keeps
+the decision per kernel and problem. With static shapes the decision is made here, at compile
+time, when the choices object can make it without running anything.
 """
 from __future__ import annotations
 
@@ -14,9 +19,13 @@ from dataclasses import dataclass, field
 
 import torch.fx as fx
 
+from fastc.costmodel import ATEN, Choices, compile_choices, kernel_features, problem_key
+from fastc.costmodel.features import candidate_text, static_shapes
+from fastc.costmodel.measured import summary
 from fastc.ir.kernel_plan import KernelPlan
 
 from .errors import Unsupported
+from .schedule import candidate_schedules
 
 log = logging.getLogger("fastc")
 
@@ -29,14 +38,14 @@ class CompileInfo:
     kernels: list[str] = field(default_factory=list)            # generated kernels, by name
     sources: dict[str, str] = field(default_factory=dict)       # kernel name -> Triton source
     fallbacks: list[tuple[str, str]] = field(default_factory=list)  # (kernel name, reason)
-    tuner: object = None                                         # the Autotuner, with max-autotune
-    chooser: object = None                                       # cpu: ATen or native, measured
+    choices: Choices | None = None                               # what decides how kernels run
+    decisions: dict[str, str] = field(default_factory=dict)     # kernel name -> how it runs (latest problem)
+    measurements: list[dict] = field(default_factory=list)      # every timing the choices object took
 
     def text(self) -> str:
         lines = [f"{len(self.kernels)} generated kernels ({self.target}), {len(self.fallbacks)} run as ATen"]
         lines += [f"  {name}: ATen ({reason})" for name, reason in self.fallbacks]
-        if self.chooser is not None:
-            lines += [f"  measured {line}" for line in self.chooser.choice_text()]
+        lines += [f"  measured {line}" for line in summary(self.measurements)]
         return "\n".join(lines)
 
 
@@ -65,19 +74,36 @@ def _interpreting() -> bool:
 
 
 def compile_planned(gm: fx.GraphModule, target: str = "triton-interpret", *, options: dict | None = None,
-                    strict: bool = False, autotune: bool = False, choose: str = "measure"):
+                    strict: bool = False, autotune: bool = False, choose: str = "measure",
+                    choices: Choices | None = None):
     """(callable(*args) -> graph outputs, CompileInfo) for planned graph `gm`.
 
     `target`: "triton", "triton-interpret" or "cpu" (native code through torch-mlir and LLVM).
-    `choose` (cpu): "measure" runs each kernel as ATen or generated code, whichever measures
-    faster at its first call; "generated" always runs the generated code.
+    `choose` (cpu): "measure" offers each kernel's ATen ops as a candidate next to its generated
+    code; "generated" always runs the generated code.
+    `autotune` (mode="max-autotune"): candidates are every schedule worth measuring
+    (`schedule.candidate_schedules`), not only the choices object's own and those already built.
+    `choices`: what picks among the candidates (fastc.costmodel.Choices); by default the
+    process-wide one, else MeasuredChoices when `choose` is "measure" on cpu or with `autotune`,
+    HeuristicChoices otherwise.
 
     `strict`: a kernel whose lowering or first run fails with anything but Unsupported (a bug in
     code generation, not a missing feature) raises instead of running as ATen.
-    `autotune`: measure candidate schedules per kernel and problem size (mode="max-autotune").
     """
+    if choose not in CHOICES:
+        raise ValueError(f"unknown kernel choice {choose!r} (valid: {', '.join(CHOICES)})")
+    choices = compile_choices(choices, target=target, kernel_choice=choose, autotune=autotune)
     if target == "cpu":
-        return _compile_native(gm, strict=strict, autotune=autotune, choose=choose)
+        info, plan, generated = _compile_native(gm, strict=strict, choices=choices)
+    else:
+        info, plan, generated = _compile_triton(gm, target, options, strict=strict)
+    info.choices = choices
+    runner = _Runner(gm, plan, generated, info, strict, choices=choices, autotune=autotune,
+                     aten_candidate=target == "cpu" and choose == "measure")
+    return runner, info
+
+
+def _compile_triton(gm, target: str, options: dict | None, *, strict: bool):
     prepare_triton(target)
     from .triton import lower
     info = CompileInfo(target)
@@ -97,23 +123,17 @@ def compile_planned(gm: fx.GraphModule, target: str = "triton-interpret", *, opt
         generated[k.id] = g
         info.kernels.append(g.name)
         info.sources[g.name] = g.source
-    runner = _Runner(gm, plan, generated, info, strict)
-    if autotune:
-        from .autotune import Autotuner
-        runner.tuner = info.tuner = Autotuner()
-    return runner, info
+    return info, plan, generated
 
 
-def _compile_native(gm, *, strict: bool, autotune: bool, choose: str):
-    if choose not in CHOICES:
-        raise ValueError(f"unknown kernel choice {choose!r} (valid: {', '.join(CHOICES)})")
+def _compile_native(gm, *, strict: bool, choices: Choices):
     info = CompileInfo("cpu")
     plan = KernelPlan.of(gm)
     try:
         from .cpu import compile_kernels
         from .root_logging import root_logging_untouched
         with root_logging_untouched():
-            generated, failed = compile_kernels(plan.kernels)
+            generated, failed = compile_kernels(plan.kernels, choices=choices)
     except Exception as e:  # noqa: BLE001 - no native compiler (say, torch-mlir missing): ATen
         if strict:
             raise
@@ -122,15 +142,13 @@ def _compile_native(gm, *, strict: bool, autotune: bool, choose: str):
     info.fallbacks.extend(failed)
     info.kernels.extend(g.name for g in generated.values())
     info.sources.update({g.name: getattr(g, "source", "") for g in generated.values()})
-    runner = _Runner(gm, plan, generated, info, strict)
-    if choose == "measure" or autotune:
-        from .choose import Chooser
-        from .triton.spec import graph_bindings
-        runner.chooser = info.chooser = Chooser(autotune=autotune, dynamic=bool(graph_bindings(gm)))
-    return runner, info
+    return info, plan, generated
 
 
 CHOICES = ("measure", "generated")
+
+# Decisions kept per kernel (dynamic shapes: one per problem); past this many, start over.
+DECISIONS_KEPT = 256
 
 
 class _Runner:
@@ -139,11 +157,10 @@ class _Runner:
     whole kernels. The generated code calls ATen ops directly and drops each value after its last
     use (so peak memory stays near eager's); no per-op interpretation happens at run time."""
 
-    tuner = None
-    chooser = None
-
-    def __init__(self, gm, plan, generated, info, strict: bool = False):
+    def __init__(self, gm, plan, generated, info, strict: bool = False, *, choices: Choices,
+                 autotune: bool = False, aten_candidate: bool = False):
         self.gm, self.generated, self.info, self.strict = gm, generated, info, strict
+        self.choices, self.autotune, self.aten_candidate = choices, autotune, aten_candidate
         self.steps = _steps(gm, plan)
         needed = {s for g in generated.values() for s in g.needs_symbols}
         from .triton.spec import graph_bindings
@@ -175,9 +192,11 @@ class _Runner:
 
 
 class _KernelCall:
-    """One kernel in the generated code: its generated code (through the chooser or autotuner
-    when there is one), or its ATen ops when it has none. A kernel whose generated code fails on
-    its first call runs as ATen from then on (unless strict), with the reason recorded."""
+    """One kernel in the generated code: its generated code under the schedule the choices object
+    picks, or its ATen ops when it picks those (or when there is no generated code). One pick per
+    problem: made at compile time for static shapes where the choices object can, else at the
+    first call of each problem (measured, with MeasuredChoices). A kernel whose generated code
+    fails on its first call runs as ATen from then on (unless strict), with the reason recorded."""
 
     def __init__(self, runner: _Runner, kernel):
         self.runner, self.kernel = runner, kernel
@@ -185,6 +204,12 @@ class _KernelCall:
         self.tried = False
         self._aten = None
         self._fast = None   # once settled (static sizes): the winner, called directly
+        self.static = static_shapes(kernel)   # one problem: decided once, under the key None
+        self.decided: dict = {}               # problem -> ATEN or a Schedule
+        self._features = None
+        g = runner.generated.get(kernel.id)
+        if g is not None and self.static:
+            self._decide_at_compile_time(g)
 
     def aten(self, inputs):
         """The kernel's outputs from its ATen ops, through FX-generated Python (no interpretation)."""
@@ -216,12 +241,8 @@ class _KernelCall:
     def _call(self, g, inputs):
         r, kernel = self.runner, self.kernel
         try:
-            if r.chooser is not None:
-                values = r.chooser.run(g, inputs, r.sizes, lambda: self.aten(inputs))
-            elif r.tuner is not None:
-                values = r.tuner.run(g, inputs, r.sizes)
-            else:
-                values = g.run(*inputs, symbols=r.sizes)
+            choice = self._choice(g, inputs)
+            values = self.aten(inputs) if choice == ATEN else g.run(*inputs, schedule=choice, symbols=r.sizes)
         except Unsupported:
             return self.aten(inputs)  # these sizes only (say, empty rows)
         except Exception as e:  # noqa: BLE001 - first call only: generated code must not fail a model
@@ -238,18 +259,79 @@ class _KernelCall:
         self._settle(g)
         return values
 
-    def _settle(self, g):
-        """With static sizes and the choice made, later calls skip the chooser and the checks."""
-        r = self.runner
-        if r.symbols or r.tuner is not None or not hasattr(g, "bound"):
+    # -- choosing -------------------------------------------------------------------------------
+    def _decide_at_compile_time(self, g):
+        """Static shapes: the choices object decides now if it can without running the kernel."""
+        try:
+            sizes = g.problem_sizes()
+        except (Unsupported, ValueError):  # sizes known only from the inputs (data-dependent)
             return
-        if r.chooser is None:
-            self._fast = g.bound()
-            return
-        choice = r.chooser.best.get((g.name, None), None) if not r.chooser.dynamic else None
+        k = self._features_at(sizes)
+        candidates = self._candidates(g, k)
+        choice = self.runner.choices.choose(k, candidates)
+        if choice is not None:
+            self._keep(None, self._legal(choice, candidates))
+
+    def _choice(self, g, inputs):
+        """ATEN or the Schedule to run at this problem: decided once per problem."""
+        key = None if self.static else problem_key(inputs)
+        choice = self.decided.get(key)
         if choice is None:
+            with self.runner.lock:  # one decision (and measurement) per problem, whichever thread asks
+                choice = self.decided.get(key)
+                if choice is None:
+                    choice = self._decide(g, inputs)
+                    self._keep(key, choice)
+        return choice
+
+    def _decide(self, g, inputs):
+        r = self.runner
+        k = self._features_at(g.problem_sizes(*inputs, symbols=r.sizes), inputs)
+        candidates = self._candidates(g, k)
+
+        def run(candidate):
+            if candidate == ATEN:
+                return self.aten(inputs)
+            return g.run(*inputs, schedule=candidate, symbols=r.sizes)
+        return self._legal(r.choices.choose(k, candidates, run, r.info.measurements), candidates)
+
+    def _candidates(self, g, k) -> list:
+        """The legal ways to run this kernel at problem `k`: its ATen ops (when compared with
+        generated code), then its generated code under the choices object's schedule and under
+        every schedule worth measuring (max-autotune) or else those already built."""
+        r = self.runner
+        schedules = [r.choices.schedule(k)]
+        if r.autotune:
+            schedules += candidate_schedules(g.kind, k.sizes, r.info.target)
+        elif r.info.target == "cpu":
+            schedules += g.schedules
+        return ([ATEN] if r.aten_candidate else []) + list(dict.fromkeys(schedules))
+
+    def _legal(self, choice, candidates):
+        if choice is not None and choice in candidates:
+            return choice
+        fallback = next(c for c in candidates if c != ATEN)
+        log.warning("fastc: kernel %s: the choices object %r picked %r, not one of its candidates; "
+                    "running %s", self.kernel.name, self.runner.choices, choice, candidate_text(fallback))
+        return fallback
+
+    def _features_at(self, sizes, inputs=None):
+        if self._features is None:
+            self._features = kernel_features(self.kernel, self.runner.info.target)
+        return self._features.at(sizes, inputs, self.kernel)
+
+    def _keep(self, key, choice):
+        if len(self.decided) >= DECISIONS_KEPT:
+            self.decided = {}  # many sizes (dynamic shapes): start over, not grow forever
+        self.decided[key] = choice
+        self.runner.info.decisions[self.kernel.name] = candidate_text(choice)
+
+    def _settle(self, g):
+        """With static sizes and the choice made, later calls skip the choice and the checks."""
+        choice = self.decided.get(None)
+        if not self.static or choice is None or not hasattr(g, "bound"):
             return
-        if choice == "aten":
+        if choice == ATEN:
             from .cpu.subgraph import ops_module
             self._fast = self._aten or ops_module(self.kernel).forward
         else:

@@ -44,6 +44,10 @@ class Options:
     #: against the captured graph on the example inputs; a pass that exceeds it is undone.
     #: None: lossy passes run unchecked, their cost still measured and reported.
     accuracy_budget: float | None = None
+    #: The preferences object of this compilation (a fastc.costmodel.Choices: which fusions,
+    #: schedules, ATen or generated code). None: the process-wide one
+    #: (fastc.costmodel.set_default_choices), else what kernel_choice and mode ask for.
+    choices: object = None
 
     @staticmethod
     def keys() -> list[str]:
@@ -107,6 +111,12 @@ def make_options(options: dict | None = None, mode: str | None = None) -> Option
         if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 <= budget < float("inf"):
             raise _fail("accuracy_budget", budget, "a finite number >= 0 (relative output error), or None")
         kwargs["accuracy_budget"] = float(budget)
+    if options.get("choices") is not None:
+        from fastc.costmodel import Choices
+        if not isinstance(options["choices"], Choices):
+            raise _fail("choices", options["choices"], "a fastc.costmodel.Choices such as HeuristicChoices() "
+                        "or MeasuredChoices(), or None")
+        kwargs["choices"] = options["choices"]
     if "passes" in options:
         from fastc.passes import parse_pipeline
         if not isinstance(options["passes"], str):

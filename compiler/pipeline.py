@@ -14,7 +14,7 @@ def default_pipeline(opts: Options) -> list[Pass]:
         FoldConstants(),          # precompute ops over frozen weights
         CommonSubexpressions(),   # merge repeated pure ops
         DeadCode(),               # drop what nothing uses
-        PlanKernels(products=opts.target != "cpu"),  # group ops into kernels (marks only)
+        PlanKernels(),            # group ops into kernels (marks only; how far: ctx.choices)
     ]
     return passes
 

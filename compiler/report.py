@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch.fx as fx
 
+from fastc.costmodel.measured import summary
+
 from .ir.targets import target_name
 
 
@@ -42,6 +44,9 @@ class GraphReport:
     aten_kernels: list[tuple[str, str]] = field(default_factory=list)  # planned kernels run as ATen, and why
     bytes_fused: int | str = 0     # bytes the planned kernels read and write ...
     bytes_unfused: int | str = 0   # ... and what the same ops move one by one
+    #: Every timing the choices object took (MeasuredChoices, at a kernel's first call per
+    #: problem): the kernel's features, the candidate ("aten" or a schedule), ms, the machine.
+    measurements: list[dict] = field(default_factory=list)
 
     def text(self) -> str:
         lines = [f"graph {self.graph_id} ({self.kind}): {self.nodes_captured} -> {self.nodes_final} "
@@ -73,6 +78,7 @@ class GraphReport:
             lines.append(f"  target {self.target}: {len(self.generated_kernels)} generated kernels, "
                          f"{len(self.aten_kernels)} planned kernels run as ATen")
             lines += [f"    ATen: {name}: {reason}" for name, reason in self.aten_kernels]
+            lines += [f"    measured {line}" for line in summary(self.measurements)]
         return "\n".join(lines)
 
     def json(self) -> str:

@@ -8,11 +8,11 @@ import sympy
 import torch
 import torch.fx as fx
 
+from fastc.costmodel import Choices, FusionCandidate, KernelFeatures, default_choices
 from fastc.ir.types import TensorType, node_type
 
 from .base import Pass, register
 from .context import PassContext
-from .fusion_choices import FusionChoices
 from .kernel_ops import OpClass, classify
 
 aten = torch.ops.aten
@@ -46,28 +46,34 @@ class PlanKernels(Pass):
     work); mutating and random ops are never fused; the only views fused are reshapes of kernel
     values (same order of elements), never a graph output, so no output alias becomes a copy;
     views of kernel inputs stay ATen views that the kernel reads through strides; within a
-    kernel every op covers the same elements (or, in a reduction, the same rows). How far to fuse is FusionChoices' call.
-    Marks only: the ops still compute the same values; code generation follows the marks.
+    kernel every op covers the same elements (or, in a reduction, the same rows).
+    Which legal fusions to make, and whether a matrix product is in a kernel at all, is the
+    choices object's call (`ctx.choices`, else the process-wide one; fastc.costmodel): it is
+    offered every legal merge, never an illegal one. The options below only narrow what it is
+    offered. Marks only: the ops still compute the same values; code generation follows the marks.
     """
     name = "plan-kernels"
-    max_ops: int = 64
+    #: Ops in one kernel, at most (0: no cap of this pass's own; the choices object has one).
+    max_ops: int = 0
+    #: Pointwise consumers may fuse into a matrix product.
     epilogues: bool = True
+    #: Pointwise producers and consumers may fuse into a reduction.
     reductions: bool = True
-    #: Matrix products inside kernels. False (the native CPU target, where ATen's GEMM is far
-    #: faster than generated loops): a product runs as an ATen call and its epilogue as a
-    #: pointwise kernel.
+    #: Matrix products may be in kernels. False: a product runs as an ATen call and its epilogue
+    #: as a pointwise kernel (what the choices object prefers on the native CPU target anyway).
     products: bool = True
 
     def run(self, gm: fx.GraphModule, ctx: PassContext) -> int:
-        choices = FusionChoices(self.max_ops, self.epilogues, self.reductions)
+        choices = ctx.choices if ctx.choices is not None else default_choices()
         for n in gm.graph.nodes:
             n.meta.pop("kernel", None)
             n.meta.pop("kernel_kind", None)
-        planner = _Planner(gm, choices)
+        planner = _Planner(gm, choices, self, ctx.target)
         kernels = 0
         for group in planner.plan():
             nodes, kind = group.nodes, group.kind
-            if kind == "matmul" and not self.products:  # the product stays an ATen call
+            if kind == "matmul" and not (self.products and choices.product_in_kernel(
+                    _product_features(group, ctx.target))):  # the product stays an ATen call
                 nodes, kind = [n for n in nodes if n is not group.matmul], "pointwise"
             for n in nodes:
                 n.meta["kernel"] = kernels
@@ -78,8 +84,8 @@ class PlanKernels(Pass):
 
 
 class _Planner:
-    def __init__(self, gm: fx.GraphModule, choices: FusionChoices):
-        self.gm, self.choices = gm, choices
+    def __init__(self, gm: fx.GraphModule, choices: Choices, limits: PlanKernels, target: str):
+        self.gm, self.choices, self.limits, self.target = gm, choices, limits, target
         self.order = _order(gm)
         self.classes: dict[fx.Node, OpClass] = {}
         self.group_of: dict[fx.Node, _Group] = {}
@@ -141,11 +147,20 @@ class _Planner:
         if p is c:
             return
         merged = self._merged_kind(p, c)
-        if merged is None or not self.choices.wants(p.kind, c.kind, len(p.nodes) + len(c.nodes)):
+        if merged is None or not self._offered(p, c) or not self._convex(p, c):
             return
-        if not self._convex(p, c):
+        numel = (p if merged == p.kind else c).numel
+        if not self.choices.fuse(FusionCandidate(p.kind, c.kind, merged, len(p.nodes), len(c.nodes),
+                                                 _int_or_none(numel), self.target)):
             return
         self._merge(p, c, merged)
+
+    def _offered(self, p: _Group, c: _Group) -> bool:
+        """Whether the pass's options let this legal merge be offered to the choices object."""
+        limits, kinds = self.limits, {p.kind, c.kind}
+        if limits.max_ops and len(p.nodes) + len(c.nodes) > limits.max_ops:
+            return False
+        return (limits.epilogues or "matmul" not in kinds) and (limits.reductions or "reduction" not in kinds)
 
     def _merged_kind(self, p: _Group, c: _Group) -> str | None:
         kinds = (p.kind, c.kind)
@@ -262,6 +277,21 @@ def _make_kernels_contiguous(gm: fx.GraphModule):
     for u in nx.lexicographical_topological_sort(dag, key=lambda u: first[u]):
         for n in members[u]:
             output.prepend(n)
+
+
+def _product_features(g: _Group, target: str) -> KernelFeatures:
+    """A matrix product kernel as the choices object sees it: M, N, K (when static), ops, dtype."""
+    mm = g.matmul
+    out = node_type(mm)
+    left = node_type(mm.args[1] if mm.target is aten.addmm.default else mm.args[0])
+    sizes = {"M": out.shape[-2], "N": out.shape[-1], "K": left.shape[-1]}
+    static = all(isinstance(v, int) for v in sizes.values())
+    return KernelFeatures(mm.name, "matmul", target, sizes=sizes if static else None, ops=len(g.nodes),
+                          dtype=str(out.dtype).removeprefix("torch."), device=out.device.split(":")[0])
+
+
+def _int_or_none(v):
+    return int(v) if isinstance(v, int) or (isinstance(v, sympy.Basic) and v.is_Integer) else None
 
 
 def _numel(shape):

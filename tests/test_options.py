@@ -19,7 +19,8 @@ def test_defaults():
 
 
 @pytest.mark.parametrize("options, pattern", [
-    ({"fuse_max": 3}, r"unknown fastc option 'fuse_max' \(valid: debug_dir, freeze, passes, disable, verify, on_error, target, kernel_choice, mode, accuracy_budget\)"),
+    ({"fuse_max": 3}, r"unknown fastc option 'fuse_max' \(valid: debug_dir, freeze, passes, disable, verify, on_error, target, kernel_choice, mode, accuracy_budget, choices\)"),
+    ({"choices": "fastest"}, r"choices='fastest' is not valid \(valid: a fastc.costmodel.Choices"),
     ({"accuracy_budget": -1}, r"accuracy_budget=-1 is not valid \(valid: a finite number >= 0"),
     ({"accuracy_budget": "1%"}, r"accuracy_budget='1%' is not valid"),
     ({"freeze": "yes"}, r"fastc option freeze='yes' is not valid \(valid: True or False\)"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -16,12 +17,13 @@ import sympy
 import torch
 import torch.fx as fx
 
+from fastc.costmodel import KernelFeatures, default_choices, kernel_features
 from fastc.ir import TensorType, node_type
 from fastc.ir.types import ScalarType
 
-from ..cache import cache_dir, sha256, versions, _atomic_write
+from ..cache import STATS, _atomic_write, cache_dir, sha256, versions
 from ..errors import Unsupported
-from ..schedule import Schedule, heuristic_schedule
+from ..schedule import Schedule
 from . import runtime
 from .fast_math import use_vector_math
 from .linalg import ELEMENT_TYPES, Param, entry_function, import_kernel, relax_float_math
@@ -53,6 +55,9 @@ class NativeKernel:
     # size symbol -> (input, dim) that carries it: data-dependent sizes (unbacked symbols, say
     # after a boolean mask) are not bound by the graph's inputs, but the kernel's inputs have them.
     input_sizes: dict = field(default_factory=dict)
+    # Guards compiling entries on demand: a compiled model may be called from several threads at
+    # once. Shared with the kernels made by dataclasses.replace (twins share `entries` too).
+    build_lock: object = field(default_factory=threading.RLock, repr=False, compare=False)
 
     def __post_init__(self):
         layout = [("tensor", p.rank) if p.kind == "tensor" else (p.kind,) for p in self.params]
@@ -94,24 +99,34 @@ class NativeKernel:
         if schedule is None:
             schedule = self._default if self._static else None
             if schedule is None:
-                schedule = heuristic_schedule(self, self.problem_sizes(symbols=symbols), target="cpu")
+                schedule = self.default_schedule(self.problem_sizes(symbols=symbols))
                 if self._static:
                     self._default = schedule
+        self.arguments.call(self.entry(schedule), values + outs)
+        return tuple(outs)
+
+    def entry(self, schedule: Schedule):
+        """The entry point for `schedule`, compiled on first use (once, whichever threads ask)."""
         fn = self.entries.get(schedule)
         if fn is None:
-            fn = self.entries[schedule] = self.compiler(self, schedule)
-        self.arguments.call(fn, values + outs)
-        return tuple(outs)
+            with self.build_lock:
+                fn = self.entries.get(schedule)
+                if fn is None:
+                    fn = self.compiler(self, schedule)
+                    self.entries[schedule] = fn
+        return fn
+
+    def default_schedule(self, sizes: dict) -> Schedule:
+        """The process-wide choices object's schedule at `sizes`, for a caller that names none."""
+        return default_choices().schedule(KernelFeatures(self.name, self.kind, "cpu", sizes=sizes))
 
     def bound(self, schedule: Schedule | None = None):
         """A callable running this kernel under `schedule` with everything per-call precomputed,
         for a kernel whose sizes are all static; None otherwise (then call `run`)."""
         if not self._static or self.dynamic_inputs or self.input_sizes or self.needs_symbols:
             return None
-        schedule = schedule or heuristic_schedule(self, self.problem_sizes(), target="cpu")
-        fn = self.entries.get(schedule)
-        if fn is None:
-            fn = self.entries[schedule] = self.compiler(self, schedule)
+        schedule = schedule or self.default_schedule(self.problem_sizes())
+        fn = self.entry(schedule)
         outputs = [(shape, strides, dtype) for (shape, strides), dtype in zip(self._output_shapes(None), self.out_dtypes)]
         contiguous = [i for i, p in enumerate(self.params) if p.kind == "tensor" and p.contiguous]
         fixed = [(i, p.strides) for i, p in enumerate(self.params) if p.kind == "tensor" and p.strides is not None]
@@ -138,9 +153,12 @@ class NativeKernel:
             key = tuple(sorted((symbols or {}).items()))
         shapes = self._shapes_at.get(key)
         if shapes is None:
+            # Computed whole, then published in one step: another thread sees it or does not.
             shapes = [(tuple(self._int(s, symbols) for s in shape),
                        None if strides is None else tuple(self._int(s, symbols) for s in strides))
                       for shape, strides in zip(self.out_shapes, self.out_strides)]
+            if len(self._shapes_at) >= SHAPES_KEPT:
+                self._shapes_at = {}  # many sizes (dynamic shapes): start over, not grow forever
             self._shapes_at[key] = shapes
         return shapes
 
@@ -152,6 +170,9 @@ class NativeKernel:
         if missing:
             raise ValueError(f"native kernel needs the value of size symbols {missing}")
         return int(expr.xreplace({s: sympy.Integer(symbols[s.name]) for s in expr.free_symbols}))
+
+
+SHAPES_KEPT = 256   # output shapes remembered per kernel, by size symbols' values
 
 
 def _product(shape):
@@ -276,11 +297,13 @@ def describe(kernel) -> dict:
             "dynamic_inputs": dynamic_inputs}
 
 
-def compile_kernels(kernels, schedules=(SERIAL,)) -> tuple[dict, list]:
+def compile_kernels(kernels, schedules=(SERIAL,), choices=None) -> tuple[dict, list]:
     """({kernel id: NativeKernel}, [(kernel name, reason it runs as ATen)]) for `kernels`
     (fastc.ir.kernel_plan.Kernel), compiled for each of `schedules` (parallel ones only when an
     OpenMP runtime is found). Other schedules are compiled when first asked for (a kernel the
-    heuristic sends to threads, or max-autotune's candidates): one LLVM run per graph up front."""
+    heuristic sends to threads, or max-autotune's candidates): one LLVM run per graph up front.
+    Which of `schedules` a kernel is built for up front is `choices`' call (default: the
+    process-wide one)."""
     from torch_mlir import ir
     from torch_mlir.dialects import torch as torch_d
     if runtime.openmp_library() is None:
@@ -320,10 +343,11 @@ def compile_kernels(kernels, schedules=(SERIAL,)) -> tuple[dict, list]:
                                   d["dtypes"], numel, needs, compiler=_on_demand(pieces[k.id], k.name),
                                   dynamic_inputs=d["dynamic_inputs"], input_sizes=_input_sizes(k, needs))
         made[k.id].source = text + "\n" + entry
+    choices = choices if choices is not None else default_choices()
+    by_id = {k.id: k for k in kernels}
     for schedule in schedules:
-        # Threads only pay on big kernels: small ones get a parallel build on demand (autotune).
         group = {kid: p for kid, p in pieces.items()
-                 if not schedule.parallel or _maybe_parallel(made[kid].numel)}
+                 if not schedule.parallel or choices.build_up_front(_features(by_id[kid], made[kid]), schedule)}
         for kid, fn in _compile_group(group, made, schedule, failed).items():
             made[kid].entries[schedule] = fn
     for kid in [kid for kid, nk in made.items() if not nk.entries]:
@@ -366,13 +390,10 @@ def _input_sizes(kernel, needs: list[str]) -> dict:
     return found
 
 
-PARALLEL_BUILD_MIN_ELEMENTS = 1 << 16
-
-
-def _maybe_parallel(numel) -> bool:
-    """Whether a kernel of `numel` output elements (int, or sympy when dynamic) is worth a
-    parallel build up front."""
-    return isinstance(numel, sympy.Basic) or numel >= PARALLEL_BUILD_MIN_ELEMENTS
+def _features(kernel, native: NativeKernel) -> KernelFeatures:
+    """What the choices object is told about a kernel before any call (sizes None: dynamic)."""
+    sizes = None if isinstance(native.numel, sympy.Basic) else {"xnumel": int(native.numel)}
+    return kernel_features(kernel, "cpu", sizes)
 
 
 def _only_func(module):
@@ -393,13 +414,19 @@ def _compile_group(pieces: dict, made: dict, schedule: Schedule, failed: list) -
     except Exception as e:  # noqa: BLE001 - isolate the kernel that breaks the module
         if len(pieces) == 1:
             kid = next(iter(pieces))
-            if not schedule.parallel:
-                failed.append((names[kid], f"MLIR/LLVM compilation failed: {type(e).__name__}: {str(e)[:300]}"))
+            if schedule.parallel:  # the serial build serves it (see _on_demand)
+                log.debug("fastc: no parallel build of %s: %s", names[kid], _short(e))
+            else:
+                failed.append((names[kid], f"MLIR/LLVM compilation failed: {_short(e)}"))
             return {}
     out = {}
     for kid, piece in pieces.items():
         out.update(_compile_group({kid: piece}, made, schedule, failed))
     return out
+
+
+def _short(e: Exception) -> str:
+    return f"{type(e).__name__}: {str(e)[:400]}"
 
 
 def _on_demand(piece, name):
@@ -409,7 +436,15 @@ def _on_demand(piece, name):
             if SERIAL in kernel.entries:
                 return kernel.entries[SERIAL]
             schedule = SERIAL
-        return _compile([piece], [name], schedule)[name]
+        try:
+            return _compile([piece], [name], schedule)[name]
+        except Exception as e:  # noqa: BLE001 - another schedule's build computes the same values
+            fallback = kernel.entries.get(SERIAL) or next(iter(kernel.entries.values()), None)
+            if fallback is None:
+                raise
+            log.warning("fastc: native kernel %s does not build under %s (%s); it runs the code built "
+                        "for another schedule", name, schedule, _short(e))
+            return fallback
     return compile_for
 
 
@@ -417,31 +452,47 @@ _ENGINES: list = []   # compiled engines live as long as the process (entry poin
 
 
 def _compile(pieces: list, names: list[str], schedule: Schedule) -> dict:
-    """{kernel name: entry point} for the modules `pieces` lowered under `schedule`."""
+    """{kernel name: entry point} for the modules `pieces` lowered under `schedule`.
+
+    The lowered module comes from the disk cache when a verified entry is there (see `_load`);
+    otherwise, or when a cached module fails to build, the pipeline runs and the entry is
+    (re)written, only once the module has built. MLIR's and LLVM's diagnostics never reach
+    stderr: they become the message of the exception (a kernel's reason to run as ATen)."""
     from torch_mlir import ir
     threads = runtime.threads()
     pipeline = pipeline_text(schedule, threads)
     source = _combined_text(pieces)
     key = sha256(json.dumps([source, pipeline, versions(), "cpu-1"]))
-    context = ir.Context()
-    lowered = _load(key)
     started = time.perf_counter()
-    module = None
+    lowered = _load(key)
     if lowered is not None:
         try:
-            module = ir.Module.parse(lowered, context)
-        except Exception:  # noqa: BLE001 - a damaged cache entry is rebuilt
-            log.warning("fastc: ignoring unreadable cache entry cpu/%s.mlir", key)
-    if module is None:
+            with runtime.Diagnostics() as diagnostics:
+                module = diagnostics.check(lambda: ir.Module.parse(lowered, diagnostics.context))
+                entries = _entry_points(module, names, schedule, diagnostics)
+            log.debug("fastc: loaded %d native kernels (%s) from the cache in %.2f s", len(names), schedule,
+                      time.perf_counter() - started)
+            return entries
+        except Exception as e:  # noqa: BLE001 - a damaged entry is rebuilt, never a failure
+            STATS["cpu_disk_corrupt"] += 1
+            log.warning("fastc: rebuilding cache entry %s: it does not build (%s)", _entry_path(key), _short(e))
+    with runtime.Diagnostics() as diagnostics:
         from torch_mlir.dialects import torch as torch_d
-        torch_d.register_dialect(context)
-        module = run_pipeline(ir.Module.parse(source, context), schedule, threads)
-        _store(key, str(module))
-    libs = [runtime.openmp_library()] if schedule.parallel and runtime.openmp_library() else []
-    engine = runtime.execution_engine(module, libs)
-    _ENGINES.append(engine)
-    entries = {name: runtime.entry_point(engine, name) for name in names}
+        torch_d.register_dialect(diagnostics.context)
+        module = diagnostics.check(lambda: run_pipeline(ir.Module.parse(source, diagnostics.context),
+                                                        schedule, threads))
+        text = str(module)
+        entries = _entry_points(module, names, schedule, diagnostics)
+    _store(key, text)
     log.debug("fastc: compiled %d native kernels (%s) in %.2f s", len(names), schedule, time.perf_counter() - started)
+    return entries
+
+
+def _entry_points(module, names: list[str], schedule: Schedule, diagnostics) -> dict:
+    libs = [runtime.openmp_library()] if schedule.parallel and runtime.openmp_library() else []
+    engine = diagnostics.check(lambda: runtime.execution_engine(module, libs))
+    entries = diagnostics.check(lambda: {name: runtime.entry_point(engine, name) for name in names})
+    _ENGINES.append(engine)
     return entries
 
 
@@ -467,22 +518,81 @@ def _strip_module(text: str) -> str:
     return text[body_start:body_end] + "\n"
 
 
-def _load(key: str) -> str | None:
+# Disk cache of lowered modules: <cache>/cpu/<key>.mlir, the LLVM-dialect module after a header
+# line (an MLIR comment, so the file stays readable by mlir-opt) that names the entry's key, the
+# sha256 of the module text and the versions that wrote it. An entry is used only when all of
+# these match: a file swapped with another kernel's, edited, truncated, emptied or overwritten is
+# rebuilt and rewritten (atomically), with a log line, instead of running other code or making
+# the kernel run as ATen. The cache directory is trusted code all the same (docs/cpu.md).
+CACHE_FORMAT = "fastc-cpu-2"
+_HEADER = "// fastc cache entry: "
+
+
+def _entry_path(key: str):
     root = cache_dir()
-    if root is None:
-        return None
-    path = root / "cpu" / f"{key}.mlir"
+    return None if root is None else root / "cpu" / f"{key}.mlir"
+
+
+def _entry_text(key: str, text: str) -> str:
+    header = {"format": CACHE_FORMAT, "key": key, "sha256": sha256(text), "versions": versions()}
+    return _HEADER + json.dumps(header, sort_keys=True) + "\n" + text
+
+
+def verified_entry(key: str, data: bytes) -> str:
+    """The module text of cache entry `data` stored under `key`; ValueError saying what is wrong
+    when it is not exactly what fastc wrote for that key."""
     try:
-        return path.read_text()
-    except OSError:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+    first, newline, module = text.partition("\n")
+    if not first.startswith(_HEADER) or not newline:
+        raise ValueError("no fastc header" if text else "empty")
+    try:
+        header = json.loads(first[len(_HEADER):])
+    except ValueError:
+        raise ValueError("unreadable header") from None
+    if not isinstance(header, dict) or header.get("format") != CACHE_FORMAT:
+        raise ValueError("another format")
+    if header.get("key") != key:
+        raise ValueError("written for another key (a swapped or copied file)")
+    if header.get("versions") != versions():
+        raise ValueError("written by other versions")
+    if header.get("sha256") != sha256(module):
+        raise ValueError("content does not match its checksum (edited or truncated)")
+    return module
+
+
+def _load(key: str) -> str | None:
+    """The verified lowered module cached for `key`, or None (absent, disabled, or damaged:
+    then the caller rebuilds it and `_store` rewrites the entry)."""
+    path = _entry_path(key)
+    if path is None:
         return None
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        STATS["cpu_disk_misses"] += 1
+        return None
+    except OSError as e:
+        log.warning("fastc: cannot read cache entry %s (%s); rebuilding it", path, e)
+        STATS["cpu_disk_misses"] += 1
+        return None
+    try:
+        text = verified_entry(key, data)
+    except ValueError as e:
+        STATS["cpu_disk_corrupt"] += 1
+        log.warning("fastc: rebuilding damaged cache entry %s: %s", path, e)
+        return None
+    STATS["cpu_disk_hits"] += 1
+    return text
 
 
 def _store(key: str, text: str) -> None:
-    root = cache_dir()
-    if root is None:
+    path = _entry_path(key)
+    if path is None:
         return
     try:
-        _atomic_write(root / "cpu" / f"{key}.mlir", text)
-    except OSError:
-        pass
+        _atomic_write(path, _entry_text(key, text))
+    except OSError as e:  # a read-only or full cache directory only costs the next process a rebuild
+        log.debug("fastc: cannot write cache entry %s (%s)", path, e)

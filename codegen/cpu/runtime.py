@@ -12,6 +12,7 @@ import glob
 import logging
 import os
 import sys
+import tempfile
 import threading
 
 import torch
@@ -57,6 +58,107 @@ def execution_engine(module, shared_libs: list[str]):
     engine.raw_register_runtime("memrefCopy", ctypes.cast(_MEMREF_COPY, ctypes.c_void_p))
     engine.initialize()
     return engine
+
+
+class Diagnostics:
+    """A fresh MLIR context whose diagnostics are collected instead of printed.
+
+    MLIR prints a diagnostic nobody handles to stderr (the ExecutionEngine's "LLVM Translation
+    failed for operation: ..."), and LLVM's JIT writes its own errors ("JIT session error: Symbols
+    not found: ...") straight to file descriptor 2. Inside `with Diagnostics() as d`, `d.check(fn)`
+    runs fn with both collected: a failure raises NativeBuildError carrying them (the reason a
+    kernel runs as ATen), and nothing reaches the terminal."""
+
+    def __init__(self):
+        from torch_mlir import ir
+        self.context = ir.Context()
+        self.messages: list[str] = []
+        self._handler = None
+
+    def __enter__(self):
+        self._handler = self.context.attach_diagnostic_handler(self._collect)
+        return self
+
+    def __exit__(self, *exc):
+        self._handler.detach()
+        return False
+
+    def _collect(self, d) -> bool:
+        from torch_mlir import ir
+        if d.severity in (ir.DiagnosticSeverity.ERROR, ir.DiagnosticSeverity.WARNING):
+            notes = "".join(f" ({n.message})" for n in d.notes)
+            self.messages.append(f"{str(d.message).strip()}{notes}")
+        return True  # handled: not printed
+
+    def check(self, fn):
+        """fn(), with MLIR diagnostics and LLVM's stderr output collected; NativeBuildError
+        naming them when fn raises."""
+        start = len(self.messages)
+        failure = None
+        with CapturedStderr() as err:
+            try:
+                result = fn()
+            except Exception as e:  # noqa: BLE001 - re-raised with the compiler's own words
+                failure = e
+        if failure is None:
+            said = self.messages[start:] + ([err.text.strip()] if err.text.strip() else [])
+            if said:  # warnings, not errors: kept in the log, off the terminal
+                log.debug("fastc: native compiler output: %s", "; ".join(said))
+            return result
+        said = self.messages[start:] + [line.strip() for line in err.text.splitlines() if line.strip()]
+        first = (str(failure).strip().splitlines() or [""])[0][:200]
+        if not said:  # an MLIRError carries its diagnostics in its own message
+            raise NativeBuildError(f"{type(failure).__name__}: {str(failure).strip()}") from failure
+        raise NativeBuildError("; ".join(dict.fromkeys(said)) + f" ({type(failure).__name__}: {first})") from failure
+
+
+class NativeBuildError(RuntimeError):
+    """MLIR or LLVM failed to build a module; the message holds their diagnostics."""
+
+
+_STDERR_LOCK = threading.RLock()
+
+
+class CapturedStderr:
+    """What is written to file descriptor 2 meanwhile (native code bypasses sys.stderr), in
+    `.text` after the block; nothing of it reaches the real stderr. One capture at a time in the
+    process; output of other threads in that window is collected too (Diagnostics logs it at debug
+    level when the build succeeds), a price paid only while a module is being built."""
+
+    def __init__(self):
+        self.text = ""
+
+    def __enter__(self):
+        _STDERR_LOCK.acquire()
+        self._saved = self._file = None
+        try:
+            if sys.stderr is not None:
+                sys.stderr.flush()  # what Python buffered so far goes to the real stderr
+            self._file = tempfile.TemporaryFile()
+            self._saved = os.dup(2)
+            os.dup2(self._file.fileno(), 2)
+        except (OSError, ValueError):  # no fd 2 to redirect: nothing to capture
+            self._close()
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            if self._saved is not None:
+                os.dup2(self._saved, 2)
+                self._file.seek(0)
+                self.text = self._file.read().decode("utf-8", "replace")
+        finally:
+            self._close()
+            _STDERR_LOCK.release()
+        return False
+
+    def _close(self):
+        if self._saved is not None:
+            os.close(self._saved)
+            self._saved = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 def entry_point(engine, name: str):

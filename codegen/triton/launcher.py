@@ -6,9 +6,11 @@ from dataclasses import replace
 
 import torch
 
+from fastc.costmodel import KernelFeatures, default_choices
+
 from ..cache import compile_source
 from ..errors import Unsupported
-from ..schedule import Schedule, heuristic_schedule, next_pow2, persistent_reduction
+from ..schedule import Schedule, next_pow2, persistent_reduction
 from .spec import KernelSpec, dtype_of
 
 INT32_LIMIT = 2**31 - 1
@@ -56,7 +58,7 @@ class GeneratedKernel:
         if any(v == 0 for v in sizes.values()):
             raise Unsupported(f"{self.name}: empty rows or operands (sizes {sizes})")
         import triton.language as tl
-        schedule = schedule or heuristic_schedule(spec.kind, sizes)
+        schedule = schedule or default_choices().schedule(KernelFeatures(spec.name, spec.kind, "triton", sizes=sizes))
         switches, covers = {}, dict(spec.covers)
         if "PERSISTENT" in spec.switch:
             size, limit = spec.switch["PERSISTENT"]

@@ -47,7 +47,8 @@ def compile_offline(spec, arch: int = 90, schedule=None, switch: bool = True):
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    from ..schedule import heuristic_schedule
+    from fastc.costmodel import KernelFeatures, default_choices
+
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
         f.write(spec.source)
     module_spec = importlib.util.spec_from_file_location(f"fastc_offline_{spec.name}", f.name)
@@ -55,7 +56,7 @@ def compile_offline(spec, arch: int = 90, schedule=None, switch: bool = True):
     module_spec.loader.exec_module(module)
     fn = getattr(module, spec.name)
     sizes = {"xnumel": 1000, "rnumel": 100, "M": 128, "N": 128, "K": 64, "B": 2}
-    schedule = schedule or heuristic_schedule(spec.kind, sizes)
+    schedule = schedule or default_choices().schedule(KernelFeatures(spec.name, spec.kind, "triton", sizes=sizes))
     constexprs = {**schedule.constexprs(spec.kind), "INDEX_DTYPE": tl.int32}
     constexprs.update({name: switch for name in spec.switch})
     sig = signature(spec)

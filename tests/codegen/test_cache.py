@@ -57,7 +57,7 @@ def test_corrupted_entry_is_ignored_and_rebuilt(_private_kernel_cache, damage):
         path.write_text(json.dumps(entry))
     else:  # verifies, but is not a spec: rebuilt all the same
         from fastc.codegen.cache import sha256
-        path.write_text(json.dumps({"spec": "[1, 2]", "sha256": sha256("[1, 2]")}))
+        path.write_text(json.dumps({"key": path.stem, "spec": "[1, 2]", "sha256": sha256("[1, 2]")}))
     corrupt = STATS["disk_corrupt"]
     rebuilt = lower(kernel, gm)
     assert rebuilt.source == good

@@ -1,14 +1,14 @@
-"""ATen or native code per kernel on the CPU target: measured, not guessed (codegen/choose.py).
+"""ATen or native code per kernel on the CPU target: measured, not guessed (MeasuredChoices).
 
-The chooser's decisions and timings are checked for shape (every candidate measured once per
-problem, the winner is the fastest measured, results equal eager's whichever wins); which
-candidate wins is the machine's business and never asserted."""
+The decisions and timings are checked for shape (every candidate measured once per problem, the
+winner is the fastest measured, results equal eager's whichever wins); which candidate wins is
+the machine's business and never asserted."""
 import pytest
 import torch
 
-from fastc.codegen.choose import ATEN, Chooser
-from fastc.codegen.schedule import Schedule, candidate_schedules, heuristic_schedule
+from fastc.codegen.schedule import Schedule, candidate_schedules
 from fastc.codegen.wrapper import compile_planned
+from fastc.costmodel import ATEN, HeuristicChoices, KernelFeatures, MeasuredChoices
 from fastc.ir import parse_graph
 
 pytest.importorskip("torch_mlir", reason="the native CPU target needs torch-mlir")
@@ -24,55 +24,50 @@ graph @scale_softmax(%x: f32[64, 96]) {
 def _run(autotune: bool):
     gm = parse_graph(GRAPH)
     run, info = compile_planned(gm, "cpu", strict=True, autotune=autotune, choose="measure")
+    assert isinstance(info.choices, MeasuredChoices)
     x = torch.randn(64, 96)
     for _ in range(3):
         (out,) = run(x)
         torch.testing.assert_close(out, torch.softmax(x * 0.5, -1), atol=1e-6, rtol=1e-5)
-    return info.chooser
+    return info
 
 
 def test_measure_compares_aten_with_the_generated_kernel_and_keeps_the_fastest():
-    chooser = _run(autotune=False)
-    assert len(chooser.best) == 1, "one decision per kernel and problem"
-    (key, timings), = chooser.timings.items()
-    choices = [c for _, c in timings]
-    assert ATEN in choices and any(isinstance(c, Schedule) for c in choices)
-    assert chooser.best[key] == min(timings, key=lambda t: t[0])[1]
-    assert all(ms > 0 for ms, _ in timings)
+    records = _run(autotune=False).measurements
+    assert {r["name"] for r in records} == {"k0_reduction"}
+    assert sum(r["chosen"] for r in records) == 1, "one decision per kernel and problem"
+    candidates = [r["candidate"] for r in records]
+    assert ATEN in candidates and any(isinstance(c, dict) for c in candidates)
+    chosen = next(r for r in records if r["chosen"])
+    assert chosen["ms"] == min(r["ms"] for r in records)
+    assert all(r["ms"] > 0 for r in records)
 
 
 def test_max_autotune_measures_every_cpu_candidate_schedule():
-    chooser = _run(autotune=True)
-    (key, timings), = chooser.timings.items()
-    measured = {c for _, c in timings if c is not ATEN}
+    info = _run(autotune=True)
+    measured = {Schedule(**r["candidate"]) for r in info.measurements if r["candidate"] != ATEN}
     expected = set(candidate_schedules("reduction", {"xnumel": 64 * 96}, target="cpu"))
     assert measured == expected, (measured, expected)
     assert any(s.parallel for s in measured) and any(not s.parallel for s in measured)
-    text = "\n".join(chooser.choice_text())
-    assert "k0_reduction" in text and "ATen" in text
+    text = info.text()
+    assert "measured k0_reduction" in text and "ATen" in text
 
 
 def test_cpu_heuristic_runs_big_kernels_on_threads_only():
-    assert not heuristic_schedule("pointwise", {"xnumel": 1000}, target="cpu").parallel
-    assert heuristic_schedule("pointwise", {"xnumel": 1 << 22}, target="cpu").parallel
+    def schedule(numel):
+        return HeuristicChoices().schedule(KernelFeatures("k0_pointwise", "pointwise", "cpu", sizes={"xnumel": numel}))
+    assert not schedule(1000).parallel
+    assert schedule(1 << 22).parallel
 
 
 def test_a_failing_aten_candidate_is_an_error_not_a_silent_choice():
-    chooser = Chooser()
-
-    class Native:
-        name, kind, schedules, entries = "k", "pointwise", [], {}
-
-        def problem_sizes(self, *inputs, symbols=None):
-            return {"xnumel": 4}
-
-        def run(self, *inputs, schedule=None, symbols=None):
-            return (inputs[0] + 1,)
-
-    def broken_aten():
-        raise RuntimeError("aten failed")
+    def run(candidate):
+        if candidate == ATEN:
+            raise RuntimeError("aten failed")
+        return (torch.ones(4),)
+    k = KernelFeatures("k", "pointwise", "cpu", sizes={"xnumel": 4})
     with pytest.raises(RuntimeError, match="aten failed"):
-        chooser.run(Native(), [torch.ones(4)], {}, broken_aten)
+        MeasuredChoices().choose(k, [ATEN, Schedule(XBLOCK=0)], run, [])
 
 
 def test_a_damaged_cache_entry_is_rebuilt(tmp_path, monkeypatch):

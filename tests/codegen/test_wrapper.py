@@ -139,15 +139,20 @@ def test_interpret_target_explains_triton_imported_without_interpreter():
 
 
 def test_max_autotune_measures_candidates_and_keeps_the_fastest():
-    from fastc.codegen.schedule import candidate_schedules, heuristic_schedule
+    from fastc.codegen.schedule import Schedule, candidate_schedules
+    from fastc.costmodel import HeuristicChoices, KernelFeatures
     x = torch.randn(6, 40)
     run, info = compile_planned(mark(trace(lambda x: torch.softmax(x * 2, -1), x), "reduction"),
                                 strict=True, autotune=True)
     assert_close(run(x), torch.softmax(x * 2, -1))
-    ((key, timings),) = info.tuner.timings.items()
+    records = info.measurements
     sizes = {"xnumel": 6, "rnumel": 40}
-    assert len(timings) == len(candidate_schedules("reduction", sizes)) > 1
-    assert candidate_schedules("reduction", sizes)[0] == heuristic_schedule("reduction", sizes)
-    assert info.tuner.best[key] == timings[0][1] and timings == sorted(timings, key=lambda t: t[0])
+    assert all(r["sizes"] == sizes and r["name"] == "k0_reduction" for r in records)
+    measured = [Schedule(**r["candidate"]) for r in records]
+    heuristic = HeuristicChoices().schedule(KernelFeatures("k0_reduction", "reduction", "triton-interpret", sizes=sizes))
+    assert measured[0] == heuristic, "the choices object's own schedule is measured first"
+    assert set(measured) == set(candidate_schedules("reduction", sizes)) | {heuristic} and len(measured) > 1
+    (chosen,) = [r for r in records if r["chosen"]]
+    assert chosen["ms"] == min(r["ms"] for r in records)
     assert_close(run(x), torch.softmax(x * 2, -1))  # the second call runs the winner only
-    assert len(info.tuner.timings) == 1
+    assert len(info.measurements) == len(records)

@@ -1,0 +1,34 @@
+"""Schedules: how a planned kernel runs (block sizes, warps, stages, threads), as plain data.
+
+A schedule never changes what a kernel computes. Which schedule a kernel runs under is the
+choices object's call (fastc.costmodel); which schedules are legal and worth trying is code
+generation's (fastc.codegen.schedule). This type is what the two exchange, so it lives here,
+below both.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Schedule:
+    XBLOCK: int = 1024      # pointwise: elements per program; reduction: rows per program
+    RBLOCK: int = 0         # reduction: elements of a row per loop step
+    BLOCK_M: int = 0        # matmul tiles
+    BLOCK_N: int = 0
+    BLOCK_K: int = 0
+    GROUP_M: int = 8        # matmul: tiles of GROUP_M rows of tiles run together (L2 reuse)
+    num_warps: int = 4
+    num_stages: int = 1
+    parallel: bool = False  # native CPU: outermost parallel loops run on OpenMP threads
+    tile: int = 0           # native CPU: tile of the outermost parallel loop (0: none)
+
+    def constexprs(self, kind: str) -> dict[str, int]:
+        """The block sizes a kernel of `kind` takes as `tl.constexpr` arguments."""
+        names = {"pointwise": ("XBLOCK",), "reduction": ("XBLOCK", "RBLOCK"),
+                 "matmul": ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M")}[kind]
+        return {n: getattr(self, n) for n in names}
+
+
+def next_pow2(n: int) -> int:
+    return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()

@@ -1,0 +1,52 @@
+"""The one interface behind every preference fastc has, and the process-wide default.
+
+Legality enumerates; a `Choices` object ranks. plan-kernels offers each legal fusion
+(`fuse`) and each matrix product it may put in a kernel (`product_in_kernel`); code generation
+asks for the schedule a kernel runs under when nothing is measured (`schedule`), whether a
+schedule is worth building before it is asked for (`build_up_front`), and which of a kernel's
+legal candidates (ATen, or generated code under each candidate schedule) runs at a problem
+(`choose`). Every hook is handed the features of its candidate (features.py). A choices object
+may refuse a legal candidate; it is never asked about an illegal one, so swapping it changes
+which code runs, never what it computes.
+
+Implementations: HeuristicChoices (rules, nothing measured) and MeasuredChoices (times the
+candidates at a kernel's first call per problem). default.py holds the process-wide object.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Callable, Sequence
+
+from fastc.ir.schedule import Schedule
+
+from .features import FusionCandidate, KernelFeatures
+
+
+class Choices(ABC):
+    @abstractmethod
+    def fuse(self, c: FusionCandidate) -> bool:
+        """Whether to merge two kernels that may legally merge."""
+
+    @abstractmethod
+    def product_in_kernel(self, k: KernelFeatures) -> bool:
+        """Whether a matrix product (a "matmul" kernel with its epilogue) runs as generated code
+        on `k.target`; if not, the product is an ATen call and its epilogue a pointwise kernel."""
+
+    @abstractmethod
+    def schedule(self, k: KernelFeatures) -> Schedule:
+        """The schedule `k` runs under when none is measured (`k.sizes` are known)."""
+
+    @abstractmethod
+    def build_up_front(self, k: KernelFeatures, schedule: Schedule) -> bool:
+        """Whether to compile `k` under `schedule` (a parallel one: every kernel gets its serial
+        build) with the rest of its graph, before any call asks for it; a schedule not built up
+        front is compiled on first use."""
+
+    @abstractmethod
+    def choose(self, k: KernelFeatures, candidates: Sequence, run: Callable | None = None,
+               records: list | None = None):
+        """One of `candidates` (ATEN or Schedules, all legal, `k.sizes` known) for `k`.
+
+        `run(candidate)` runs the kernel at this problem that way; without it (at compile time)
+        return None to decide when the kernel runs. Each measurement taken is appended to
+        `records` as a dict (see MeasuredChoices)."""
