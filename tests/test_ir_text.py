@@ -1,11 +1,15 @@
 """The text form: print -> parse -> print is the identity, parsed graphs compute what the
-originals did, and malformed text gives line, column and what was expected."""
+originals did, and malformed text gives line, column and what was expected. Ops print the module
+they came from (`scope`), for a model compiled by fastc too."""
+import re
+from pathlib import Path
+
 import pytest
 import torch
 from torch._decomp import core_aten_decompositions
 from torch.fx.experimental.proxy_tensor import make_fx
 
-from fastc.ir import ParseError, parse_graph, print_graph
+from fastc.ir import ParseError, node_scope, parse_graph, print_graph, scope_path
 from fastc.ir.types import ScalarType, TensorType
 
 
@@ -179,3 +183,135 @@ def test_roundtrip_symbolic_graphs_verify(name):
     assert "s" in text.splitlines()[0]
     parsed = parse_graph(text)
     assert print_graph(parsed) == text
+
+
+# -- scope: the module an op came from ------------------------------------------------------------
+_SCOPED_OP = re.compile(r'^  %(\w+): .* = ([\w.]+)\(.*?(?: \{.*?scope = "([^"]*)"(?: : "([^"]*)")?\})?$')
+
+
+def _scopes(text: str) -> dict[str, tuple[str, str | None, str | None]]:
+    """op name -> (target, scope path or None, class or None), from printed text."""
+    out = {}
+    for line in text.splitlines():
+        m = _SCOPED_OP.match(line)
+        if m and " = const " not in line:
+            out[m.group(1)] = (m.group(2), m.group(3), m.group(4))
+    return out
+
+
+@pytest.mark.parametrize("dynamo, clean", [
+    ("L['self'].layers[0].attn", "layers.0.attn"),
+    ("L['self'].layers.0.attn.q_proj", "layers.0.attn.q_proj"),
+    ("L['fn'].2", "2"),
+    ("L['fn']", ""),
+    ("L['self']._modules['layers']._modules['1'].mlp", "layers.1.mlp"),
+    ("L['self'].blocks['enc']", "blocks.enc"),
+    ("G['model'].head", "model.head"),
+    ("layers.0.attn", "layers.0.attn"),
+])
+def test_scope_path_is_a_dotted_path_from_the_compiled_module(dynamo, clean):
+    assert scope_path(dynamo) == clean
+    assert scope_path(clean) == clean
+
+
+def test_scope_prints_the_innermost_module_and_parses_back():
+    gm = _trace(lambda x: (x * 2).relu().neg().exp(), torch.randn(3))
+    mul, relu, neg, exp = [n for n in gm.graph.nodes if n.op == "call_function"]
+    mul.meta["nn_module_stack"] = {"1": ("L['self'].layers[0]", torch.nn.Sequential),
+                                   "2": ("L['self'].layers[0].fc", torch.nn.Linear)}
+    relu.meta["nn_module_stack"] = {"1": ("L['fn']", torch.nn.Sequential)}  # the compiled module itself
+    neg.meta["fwd_nn_module_stack"] = {"k": ("layers.1", "torch.nn.modules.activation.Tanh")}  # a backward op
+    text = print_graph(gm)
+    assert _scopes(text) == {"mul": ("aten.mul.Tensor", "layers.0.fc", "Linear"),
+                             "relu": ("aten.relu.default", None, None),
+                             "neg": ("aten.neg.default", "layers.1", "Tanh"),
+                             "exp": ("aten.exp.default", None, None)}
+    parsed = parse_graph(text)
+    assert print_graph(parsed) == text
+    scopes = [node_scope(n) for n in parsed.graph.nodes if n.op == "call_function"]
+    assert scopes == [("layers.0.fc", "Linear"), None, ("layers.1", "Tanh"), None]
+    torch.testing.assert_close(parsed(torch.ones(3)), gm(torch.ones(3)))
+
+
+def test_scope_without_class_and_with_other_attributes():
+    text = _graph("%x: f32[4]", '%a: f32[4] = aten.neg.default(%x) {kernel = 0, kind = "pointwise", scope = "blocks.3"}',
+                  '%y: f32[4] = aten.exp.default(%a) {scope = "blocks.3.act" : "GELU"}')
+    gm = parse_graph(text)
+    a, y = [n for n in gm.graph.nodes if n.op == "call_function"]
+    assert (a.meta["kernel"], a.meta["kernel_kind"], node_scope(a)) == (0, "pointwise", ("blocks.3", None))
+    assert node_scope(y) == ("blocks.3.act", "GELU")
+    assert print_graph(gm) == text
+
+
+class _Layer(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(8, 8)
+        self.act = torch.nn.ReLU()
+
+    def forward(self, x):
+        return self.act(self.fc(x))
+
+
+class _MLP(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.layers = torch.nn.ModuleList([_Layer(), _Layer()])
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x * 2  # an op of the compiled module itself: no scope
+
+
+def _compile_and_dump(tmp_path: Path, training: bool) -> list[Path]:
+    """The stage dumps (.fx files) of each graph fastc compiled for _MLP, per graph, in order."""
+    torch._dynamo.reset()
+    model = _MLP().train(training)
+    x = torch.randn(4, 8)
+    compiled = torch.compile(model, backend="fastc", options={"debug_dir": str(tmp_path), "on_error": "raise"})
+    if training:
+        compiled(x).sum().backward()
+    else:
+        with torch.no_grad():
+            torch.testing.assert_close(compiled(x), model(x))
+    torch._dynamo.reset()
+    return [sorted(d.glob("*.fx")) for d in sorted(p for p in tmp_path.iterdir() if p.is_dir())]
+
+
+def _check_round_trip(files: list[Path]):
+    from safetensors.torch import load_file
+    store = files[0].parent / "constants.safetensors"
+    constants = load_file(str(store)) if store.exists() else {}
+    for path in (files[0], files[-1]):  # as captured, and as it runs
+        text = path.read_text()
+        assert print_graph(parse_graph(text, constants)) == text, f"{path.name} does not round-trip"
+
+
+def test_compiled_model_prints_a_scope_per_layer(tmp_path):
+    (files,) = _compile_and_dump(tmp_path, training=False)
+    for path in (files[0], files[-1]):  # passes keep the scopes of the ops they keep
+        scopes = _scopes(path.read_text())
+        by_target = {}
+        for target, scope, cls in scopes.values():
+            by_target.setdefault(target, []).append((scope, cls))
+        assert by_target["aten.addmm.default"] == [("layers.0.fc", "Linear"), ("layers.1.fc", "Linear")], path.name
+        assert by_target["aten.relu.default"] == [("layers.0.act", "ReLU"), ("layers.1.act", "ReLU")], path.name
+        assert by_target["aten.mul.Tensor"] == [(None, None)], path.name
+    _check_round_trip(files)
+    gm = parse_graph(files[0].read_text())
+    layer_of = {n.name: node_scope(n)[0].split(".")[1] for n in gm.graph.nodes
+                if n.op == "call_function" and node_scope(n)}
+    assert set(layer_of.values()) == {"0", "1"}
+
+
+def test_backward_ops_print_the_scope_of_their_forward_module(tmp_path):
+    forward, backward = _compile_and_dump(tmp_path, training=True)
+    assert forward[0].parent.name.endswith("forward") and backward[0].parent.name.endswith("backward")
+    fw = {s for _, s, _ in _scopes(forward[0].read_text()).values()}
+    bw = {s for _, s, _ in _scopes(backward[0].read_text()).values()}
+    assert fw == {"layers.0.fc", "layers.0.act", "layers.1.fc", "layers.1.act", None}
+    assert {"layers.0.fc", "layers.1.fc", "layers.0.act", "layers.1.act"} <= bw
+    _check_round_trip(forward)
+    _check_round_trip(backward)

@@ -18,7 +18,7 @@ import re
 import torch
 import torch.fx as fx
 
-from .printer import ATTRIBUTES
+from .printer import ATTRIBUTES, set_scope
 from .targets import resolve_target
 from .types import DTYPES_BY_NAME, ScalarType, TensorType, TupleType, parse_size
 from .verify import TypeMismatch, check_types
@@ -202,19 +202,45 @@ class _Parser:
         return self.graph.create_node("get_attr", attr, name=name)
 
     def attributes(self, node: fx.Node):
-        """Optional `{kernel = 3, kind = "pointwise"}` after an op (see printer.ATTRIBUTES)."""
+        """Optional `{kernel = 3, kind = "pointwise", scope = "layers.0.mlp" : "MLP"}` after an op
+        (see printer.ATTRIBUTES and printer.node_scope)."""
         if not self.accept("{"):
             return
+        seen = set()
         while True:
             pos = self.pos
             key = self.match(_NAME, "an attribute name")
-            if key not in ATTRIBUTES:
-                raise self.error(f"unknown attribute '{key}' (valid: {', '.join(ATTRIBUTES)})", pos)
+            if key not in ATTRIBUTES and key != "scope":
+                raise self.error(f"unknown attribute '{key}' (valid: {', '.join([*ATTRIBUTES, 'scope'])})", pos)
+            if key in seen:
+                raise self.error(f"attribute '{key}' is given twice", pos)
+            seen.add(key)
             self.expect("=", f"after attribute {key}")
-            node.meta[ATTRIBUTES[key]] = self.value()
+            if key == "scope":
+                self.scope(node)
+            else:
+                node.meta[ATTRIBUTES[key]] = self.value()
             if self.accept("}"):
                 return
             self.expect(",", "or '}' between attributes")
+
+    def scope(self, node: fx.Node):
+        """`"layers.0.attn"`, optionally followed by `: "Attention"` (the module's class)."""
+        path = self.string('a module path after scope = (a string, e.g. "layers.0.attn")')
+        cls = None
+        if self.accept(":"):
+            cls = self.string("a module class name after ':' in a scope (a string, e.g. \"Linear\")")
+        set_scope(node, path, cls)
+
+    def string(self, what: str) -> str:
+        """A non-empty string literal, else an error expecting `what`."""
+        self.skip()
+        pos = self.pos
+        value = self.value() if self.peek('"') else None
+        if not isinstance(value, str) or not value:
+            found = self.found() if value is None else repr(self.text[pos:self.pos])
+            raise self.error(f"expected {what}, found {found}", pos)
+        return value
 
     def call_args(self):
         self.expect("(", "after the op name")

@@ -10,11 +10,21 @@
 
 Constants print inline (`dense<[...]>`, flattened, row-major) up to `inline_limit` elements and by
 reference (`@name`, resolved through a constants mapping when parsed) above it.
+
+An op may end with attributes from its node's metadata, in this order:
+
+    %y: f32[4, 8] = aten.addmm.default(%b, %x, %t) {kernel = 1, kind = "matmul", scope = "layers.0.attn.q_proj" : "Linear"}
+
+`kernel` and `kind` are the kernel plan (kernel_plan.py). `scope` is the module the op came from:
+the innermost entry of `node.meta["nn_module_stack"]` (set by Dynamo; on backward ops, the
+forward module's, from `fwd_nn_module_stack`), as a dotted path from the compiled module
+(`L['self'].layers[0]` prints as `layers.0`) and the module's class name. See `node_scope`.
 """
 from __future__ import annotations
 
 import json
 import math
+import re
 
 import torch
 import torch.fx as fx
@@ -54,7 +64,58 @@ ATTRIBUTES = {"kernel": "kernel", "kind": "kernel_kind"}
 
 def _attributes(node) -> str:
     items = [f"{key} = {_value(node.meta[meta])}" for key, meta in ATTRIBUTES.items() if meta in node.meta]
+    scope = node_scope(node)
+    if scope is not None:
+        path, cls = scope
+        items.append(f"scope = {_value(path)}" + (f" : {_value(cls)}" if cls is not None else ""))
     return " {" + ", ".join(items) + "}" if items else ""
+
+
+# -- scopes: the module an op came from --------------------------------------------------------
+# Where the module stack is: Dynamo's, then aot_autograd's copy of the forward op's on backward ops.
+SCOPE_KEYS = ("nn_module_stack", "fwd_nn_module_stack")
+_LOCAL_ROOT = re.compile(r"""^L\[(['"])[^'"]*\1\]""")  # L['self'], L['fn']: the compiled module
+_GLOBAL_ROOT = re.compile(r"""^G\[(['"])([^'"]*)\1\]""")  # G['model']: a global module, keeps its name
+_SUBSCRIPT = re.compile(r"""(?:\._modules)?\[(?:(['"])(.*?)\1|(-?\d+))\]""")
+
+
+def scope_path(path: str) -> str:
+    """A module path as Dynamo writes it, as a dotted path from the compiled module:
+    `L['self'].layers[0].attn` -> `layers.0.attn`, `G['model'].head` -> `model.head`,
+    `L['fn']` -> `` (the compiled module itself). A clean path is returned unchanged."""
+    path = _LOCAL_ROOT.sub("", path.strip())
+    path = _GLOBAL_ROOT.sub(lambda m: m.group(2), path)
+    path = _SUBSCRIPT.sub(lambda m: "." + (m.group(2) if m.group(1) else m.group(3)), path)
+    return path.strip(".")
+
+
+def node_scope(node: fx.Node) -> tuple[str, str | None] | None:
+    """(dotted module path, module class name or None) of the innermost module `node` came from,
+    or None for an op of the compiled module itself or one without a module stack."""
+    for key in SCOPE_KEYS:
+        stack = node.meta.get(key)
+        if stack:
+            break
+    else:
+        return None
+    entry = list(stack.values())[-1] if isinstance(stack, dict) else None
+    if not isinstance(entry, tuple) or len(entry) != 2 or not isinstance(entry[0], str):
+        return None  # not Dynamo's form, {key: (path, class)}
+    path, cls = entry
+    path = scope_path(path)
+    if not path:
+        return None
+    if cls is not None and not isinstance(cls, str):
+        cls = getattr(cls, "__name__", None) or str(cls)
+    elif isinstance(cls, str):
+        cls = cls.rsplit(".", 1)[-1]  # "torch.nn.modules.linear.Linear", as torch.export writes it
+    return path, cls
+
+
+def set_scope(node: fx.Node, path: str, cls: str | None = None):
+    """Sets the module `node` came from (what the parser does with `scope = "path" : "Class"`), as a
+    one-entry module stack in Dynamo's form, {key: (path, class)}, the class given by name."""
+    node.meta["nn_module_stack"] = {path: (path, cls)}
 
 
 def _type(node) -> str:

@@ -92,3 +92,31 @@ graph @tuple_mismatch(%x: f32[4, 8]) {
   %m: f32[4] = getitem(%vm, 1)
   return (%m,)
 }
+
+# -----
+# CHECK: parse-errors.fx:[[# @LINE + 2]]:46: error: expected a module path after scope = (a string, e.g. "layers.0.attn"), found 'layers.0}'
+graph @scope_not_a_string(%x: f32[4]) {
+  %a: f32[4] = aten.neg.default(%x) {scope = layers.0}
+  return (%a,)
+}
+
+# -----
+# CHECK: parse-errors.fx:[[# @LINE + 2]]:59: error: expected a module class name after ':' in a scope (a string, e.g. "Linear"), found '3}'
+graph @scope_class_not_a_string(%x: f32[4]) {
+  %a: f32[4] = aten.neg.default(%x) {scope = "layers.0" : 3}
+  return (%a,)
+}
+
+# -----
+# CHECK: parse-errors.fx:[[# @LINE + 2]]:38: error: unknown attribute 'module' (valid: kernel, kind, scope)
+graph @unknown_attribute(%x: f32[4]) {
+  %a: f32[4] = aten.neg.default(%x) {module = "Linear"}
+  return (%a,)
+}
+
+# -----
+# CHECK: parse-errors.fx:[[# @LINE + 2]]:50: error: attribute 'scope' is given twice
+graph @attribute_twice(%x: f32[4]) {
+  %a: f32[4] = aten.neg.default(%x) {scope = "a", scope = "b"}
+  return (%a,)
+}
