@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from fastc.kernels.bcq import bcq_quantize, pack, rtn_dequantized
-from fastc.machine import cpu_name
+from fastc.costmodel.machine import cpu_name
 
 GROUP_SIZE = 128
 POW2_TERMS = 2

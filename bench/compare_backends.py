@@ -21,19 +21,15 @@ os.environ.setdefault("TORCHINDUCTOR_FORCE_DISABLE_CACHES", "1")
 
 import torch  # noqa: E402
 
-from fastc import demo_models, machine  # noqa: E402
+from fastc.costmodel import machine  # noqa: E402
 from fastc.report import REPORTS  # noqa: E402
+from fastc_eval import zoo  # noqa: E402
 
 
 def _models(names, device):
     for name in names:
-        if name in demo_models.MODELS:
-            model, inputs = demo_models.build(name, batch=8)
-        else:
-            from fastc.reference import catalog
-            model = catalog.load(name).eval()
-            inputs = (catalog.get(name).calibration(model, 8),)
-        yield name, model.to(device), tuple(x.to(device) for x in inputs)
+        model, inputs = zoo.build(name, batch=8)  # inputs in the order of forward's arguments
+        yield name, model.eval().to(device), tuple(x.to(device) for x in inputs.values())
 
 
 def _time(fn, inputs, device):

@@ -5,7 +5,7 @@ triton and fastc's code generator) to a KernelSpec as JSON, stored with its key 
 of its text; an entry that fails to parse or to verify (another key inside: a swapped or copied
 file; a checksum mismatch: an edited or truncated one) is ignored, rebuilt and rewritten. Nothing
 is pickled. The native CPU target's lowered modules live under cpu/ with the same checks
-(codegen/cpu/build.py). A kernel's Triton source is imported from py/<name>_<hash>.py, and only
+(codegen/cpu/module_cache.py). A kernel's Triton source is imported from py/<name>_<hash>.py, and only
 after the file is checked against that hash (a mismatch is rewritten first).
 
 These checks catch damage and mix-ups, not an attacker: whoever can write the cache directory

@@ -75,7 +75,7 @@ def _interpreting() -> bool:
 
 def compile_planned(gm: fx.GraphModule, target: str = "triton-interpret", *, options: dict | None = None,
                     strict: bool = False, autotune: bool = False, choose: str = "measure",
-                    choices: Choices | None = None):
+                    choices: Choices | None = None, debug_dir: str | None = None):
     """(callable(*args) -> graph outputs, CompileInfo) for planned graph `gm`.
 
     `target`: "triton", "triton-interpret" or "cpu" (native code through torch-mlir and LLVM).
@@ -89,12 +89,14 @@ def compile_planned(gm: fx.GraphModule, target: str = "triton-interpret", *, opt
 
     `strict`: a kernel whose lowering or first run fails with anything but Unsupported (a bug in
     code generation, not a missing feature) raises instead of running as ATen.
+    `debug_dir` (cpu): every stage from a kernel to machine code is written to <debug_dir>/cpu
+    (codegen/cpu/stages.py).
     """
     if choose not in CHOICES:
         raise ValueError(f"unknown kernel choice {choose!r} (valid: {', '.join(CHOICES)})")
     choices = compile_choices(choices, target=target, kernel_choice=choose, autotune=autotune)
     if target == "cpu":
-        info, plan, generated = _compile_native(gm, strict=strict, choices=choices)
+        info, plan, generated = _compile_native(gm, strict=strict, choices=choices, debug_dir=debug_dir)
     else:
         info, plan, generated = _compile_triton(gm, target, options, strict=strict)
     info.choices = choices
@@ -126,14 +128,15 @@ def _compile_triton(gm, target: str, options: dict | None, *, strict: bool):
     return info, plan, generated
 
 
-def _compile_native(gm, *, strict: bool, choices: Choices):
+def _compile_native(gm, *, strict: bool, choices: Choices, debug_dir: str | None = None):
     info = CompileInfo("cpu")
     plan = KernelPlan.of(gm)
     try:
         from .cpu import compile_kernels
         from .root_logging import root_logging_untouched
         with root_logging_untouched():
-            generated, failed = compile_kernels(plan.kernels, choices=choices)
+            generated, failed = compile_kernels(plan.kernels, choices=choices,
+                                                debug_dir=os.path.join(debug_dir, "cpu") if debug_dir else None)
     except Exception as e:  # noqa: BLE001 - no native compiler (say, torch-mlir missing): ATen
         if strict:
             raise
@@ -163,7 +166,7 @@ class _Runner:
         self.choices, self.autotune, self.aten_candidate = choices, autotune, aten_candidate
         self.steps = _steps(gm, plan)
         needed = {s for g in generated.values() for s in g.needs_symbols}
-        from .triton.spec import graph_bindings
+        from .graph_bindings import graph_bindings
         self.symbols = {s: b for s, b in graph_bindings(gm).items() if s in needed}
         # Per-call state lives in the calling thread: one compiled model may run in several
         # threads at once, each with its own sizes.
@@ -214,7 +217,7 @@ class _KernelCall:
     def aten(self, inputs):
         """The kernel's outputs from its ATen ops, through FX-generated Python (no interpretation)."""
         if self._aten is None:
-            from .cpu.subgraph import ops_module
+            from .aten_kernel import ops_module
             self._aten = ops_module(self.kernel).forward  # not nn.Module.__call__: no hooks
         return self._aten(*inputs)
 
@@ -332,7 +335,7 @@ class _KernelCall:
         if not self.static or choice is None or not hasattr(g, "bound"):
             return
         if choice == ATEN:
-            from .cpu.subgraph import ops_module
+            from .aten_kernel import ops_module
             self._fast = self._aten or ops_module(self.kernel).forward
         else:
             self._fast = g.bound(choice)

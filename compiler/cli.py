@@ -10,18 +10,9 @@ for bad input. Only a bug in fastc itself ends in a traceback.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-
-class CommandError(Exception):
-    """A mistake in what the command was asked to do: printed as one line, no traceback.
-
-    `location` (FILE or FILE:LINE:COLUMN) replaces the program name at the start of the line."""
-
-    def __init__(self, message: str, status: int = 1, location: str | None = None):
-        super().__init__(message)
-        self.status, self.location = status, location
+from .command_input import CommandError, load_constants, parse_error_line, read_text
 
 
 def positive_int(text: str) -> int:
@@ -92,7 +83,7 @@ def _plugins():
     """Subcommands that live with the parts they drive."""
     registers = []
     try:
-        from fastc.reference.cli import register
+        from fastc_eval.cli import register
         registers.append(register)
     except ImportError:
         pass
@@ -100,8 +91,8 @@ def _plugins():
 
 
 def _demo_models():
-    from .demo_models import MODELS
-    return MODELS
+    from fastc_eval.zoo import DEMO
+    return DEMO
 
 
 # -- fastc opt ------------------------------------------------------------------------------------
@@ -119,7 +110,7 @@ def _opt_arguments(parser: argparse.ArgumentParser):
 
 def _opt(args) -> int:
     from fastc.ir import ParseError, parse_graph, print_graph
-    from fastc.passes import PASSES, parse_pipeline
+    from fastc.passes import PASSES, PassContext, parse_pipeline
 
     from .pass_manager import run_passes
 
@@ -135,7 +126,7 @@ def _opt(args) -> int:
     except ValueError as e:
         raise CommandError(str(e), status=2) from None
     text = read_text(args.file)
-    constants = _load_constants(args.file, args.constants)
+    constants = load_constants(args.file, args.constants)
     chunks = _split(text) if args.split_input_file else [(0, text)]
     status, outputs = 0, []
     for first_line, chunk in chunks:
@@ -145,7 +136,8 @@ def _opt(args) -> int:
             print(parse_error_line(args.file, e, first_line), file=sys.stderr)
             status = 1
             continue
-        run_passes(gm, passes)
+        # Every pass here was named on the command line: lossy ones included.
+        run_passes(gm, passes, ctx=PassContext(requested=frozenset(p.name for p in passes)))
         outputs.append(print_graph(gm, inline_limit=args.inline_limit))
     sys.stdout.write("# -----\n".join(outputs))
     return status
@@ -162,56 +154,6 @@ def _split(text: str) -> list[tuple[int, str]]:
             current.append(line)
     chunks.append((start, "".join(current)))
     return chunks
-
-
-def read_text(path: str) -> str:
-    """The text of an IR file (- for standard input); CommandError if it is missing or not text."""
-    name = "<stdin>" if path == "-" else path
-    try:
-        if path == "-":
-            data = sys.stdin.buffer.read()
-        else:
-            with open(path, "rb") as f:
-                data = f.read()
-    except FileNotFoundError:
-        raise CommandError("no such file", location=name) from None
-    except IsADirectoryError:
-        raise CommandError("is a directory, not a file", location=name) from None
-    except OSError as e:
-        raise CommandError(f"cannot read it: {e.strerror or e}", location=name) from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise CommandError(f"not a text file (byte {e.start} is not UTF-8)", location=name) from None
-    nul = text.find("\0")
-    if nul >= 0:
-        raise CommandError(f"not a text file (a NUL byte at offset {nul})", location=name)
-    return text.replace("\r\n", "\n").replace("\r", "\n")  # as reading in text mode does
-
-
-def parse_error_line(path: str, error, first_line: int = 0) -> str:
-    """`FILE:LINE:COLUMN: error: message` for a ParseError in a chunk that starts after `first_line`."""
-    message = str(error).split(": ", 1)[1]
-    return f"{'<stdin>' if path == '-' else path}:{error.line + first_line}:{error.column}: error: {message}"
-
-
-def _load_constants(path: str, explicit: str | None) -> dict:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-    candidates = [explicit] if explicit else []
-    if path != "-" and not explicit:
-        candidates += [os.path.splitext(path)[0] + ".safetensors",
-                       os.path.join(os.path.dirname(path) or ".", "constants.safetensors")]
-    if explicit and not os.path.isfile(explicit):
-        problem = "is a directory, not a safetensors file" if os.path.isdir(explicit) else "no such file"
-        raise CommandError(f"constants file {problem}", location=explicit)
-    for c in candidates:
-        if os.path.isfile(c):
-            try:
-                return load_file(c)
-            except (OSError, SafetensorError) as e:
-                raise CommandError(f"cannot read constants: {e}", location=c) from None
-    return {}
 
 
 # -- fastc demo / explain ---------------------------------------------------------------------------

@@ -6,15 +6,17 @@ import time
 
 import torch
 
-from . import demo_models, machine
+from fastc.costmodel import machine
+from fastc_eval import zoo
+
 from .report import REPORTS
 
 
-def _median_ms(fn, args, runs: int) -> float:
+def _median_ms(fn, inputs: dict, runs: int) -> float:
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        fn(*args)
+        fn(**inputs)
         times.append((time.perf_counter() - start) * 1e3)
     return statistics.median(times)
 
@@ -23,34 +25,35 @@ def run_demo(names: list[str], runs: int = 20) -> int:
     """Compiles, checks and times each bundled model in `names`; `runs` timed calls each (>= 1)."""
     if runs < 1:
         raise ValueError(f"runs must be at least 1 (a median of {runs} timings does not exist), got {runs}")
-    unknown = [n for n in names if n not in demo_models.MODELS]
+    unknown = [n for n in names if n not in zoo.DEMO]
     if unknown:
-        raise ValueError(f"unknown demo model {unknown[0]!r} (valid: {', '.join(demo_models.MODELS)})")
+        raise ValueError(f"unknown demo model {unknown[0]!r} (valid: {', '.join(zoo.DEMO)})")
     print(f"fastc demo on {machine.describe()}\n")
     failures = 0
     rows = []
     for name in names:
-        model, inputs = demo_models.build(name)
+        model, inputs = zoo.build(name)
         torch._dynamo.reset()
         first_report = len(REPORTS)
         compiled = torch.compile(model, backend="fastc")
         with torch.no_grad():
-            expected = model(*inputs)
+            expected = model(**inputs)
             start = time.perf_counter()
-            actual = compiled(*inputs)
+            actual = compiled(**inputs)
             compile_s = time.perf_counter() - start
             err = (actual - expected).abs().max().item()
             ok = torch.allclose(actual, expected, rtol=1e-4, atol=1e-4)
             failures += not ok
             for _ in range(3):
-                model(*inputs), compiled(*inputs)
+                model(**inputs), compiled(**inputs)
             # Interleaved, so that both see the same machine load.
             eager_ms, fastc_ms = [], []
             for _ in range(runs):
                 eager_ms.append(_median_ms(model, inputs, 1))
                 fastc_ms.append(_median_ms(compiled, inputs, 1))
         e, f = statistics.median(eager_ms), statistics.median(fastc_ms)
-        print(f"== {name}: {type(model).__name__}, input {tuple(inputs[0].shape)}")
+        shapes = ", ".join(str(tuple(x.shape)) for x in inputs.values())
+        print(f"== {name}: {type(model).__name__}, input {shapes}")
         for report in REPORTS[first_report:]:
             print(report.text())
         print(f"max |fastc - eager| = {err:.2e}  ({'OK' if ok else 'MISMATCH'})")

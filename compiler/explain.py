@@ -8,25 +8,25 @@ import tempfile
 
 import torch
 
-from . import demo_models
+from fastc_eval import zoo
 from .options import make_options
 from .report import REPORTS, GraphReport, count_ops, op_histogram
 
 
 def explain(target: str, show_graph: bool = False, codegen_target: str = "auto") -> int:
     """`target`: a bundled model's name, else a file of IR text (an .fx file)."""
-    from .cli import CommandError
+    from .command_input import CommandError
 
-    if target not in demo_models.MODELS:
+    if target not in zoo.DEMO:
         if target.endswith(".fx") or os.path.exists(target):
             return _explain_file(target, show_graph)
         raise CommandError(f"unknown model {target!r}: neither a bundled model "
-                           f"({', '.join(demo_models.MODELS)}) nor an .fx file", status=2)
-    model, inputs = demo_models.build(target)
+                           f"({', '.join(zoo.DEMO)}) nor an .fx file", status=2)
+    model, inputs = zoo.build(target)
     torch._dynamo.reset()
     first = len(REPORTS)
     with tempfile.TemporaryDirectory() as dump, torch.no_grad():
-        torch.compile(model, backend="fastc", options={"debug_dir": dump, "target": codegen_target})(*inputs)
+        torch.compile(model, backend="fastc", options={"debug_dir": dump, "target": codegen_target})(**inputs)
         for report in REPORTS[first:]:
             print(report.text())
             if show_graph:
@@ -39,12 +39,12 @@ def explain(target: str, show_graph: bool = False, codegen_target: str = "auto")
 def _explain_file(path: str, show_graph: bool) -> int:
     from fastc.ir import ParseError, parse_graph, print_graph
 
-    from .cli import _load_constants, parse_error_line, read_text
+    from .command_input import load_constants, parse_error_line, read_text
     from .pass_manager import run_pipeline
 
     text = read_text(path)
     try:
-        gm = parse_graph(text, _load_constants(path, None))
+        gm = parse_graph(text, load_constants(path, None))
     except ParseError as e:
         print(parse_error_line(path, e), file=sys.stderr)
         return 1

@@ -138,7 +138,7 @@ def _generate_code(gm: fx.GraphModule, opts: Options, report: GraphReport, dump:
     from fastc.codegen.wrapper import compile_planned
     runner, info = compile_planned(gm, target, strict=opts.on_error == "raise",
                                    autotune=opts.mode.startswith("max-autotune"), choose=opts.kernel_choice,
-                                   choices=choices)
+                                   choices=choices, debug_dir=dump.dir)
     # The report shares the lists: a kernel that fails on its first call moves to the fallbacks,
     # and measurements taken at first calls land in the report.
     report.generated_kernels = info.kernels

@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 import torch
 
 from fastc.ir.schedule import Schedule
-from fastc.machine import describe
+from .machine import describe
 
 from .choices import Choices
 from .features import ATEN, FusionCandidate, KernelFeatures, candidate_record, candidate_text

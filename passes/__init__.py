@@ -15,3 +15,18 @@ __all__ = [
 from .plan_kernels import PlanKernels  # noqa: E402
 
 __all__.append("PlanKernels")
+
+# Lossy passes: they run only when the user names them (the pass manager measures their cost).
+from .add_weight_noise import AddWeightNoise  # noqa: E402
+from .prune_magnitude import PruneMagnitude  # noqa: E402
+from .recalibrate_batchnorm import RecalibrateBatchNorm  # noqa: E402
+from .round_weights import RoundWeights  # noqa: E402
+from .zero_weights import ZeroWeights  # noqa: E402
+
+__all__ += ["AddWeightNoise", "PruneMagnitude", "RecalibrateBatchNorm", "RoundWeights", "ZeroWeights"]
+
+# Legalisation for torch-mlir: the cpu target runs these on each kernel's graph (codegen/cpu/stages.py).
+from .spell_out_tanh_gelu import SpellOutTanhGelu  # noqa: E402
+from .split_squeeze_dims import SplitSqueezeDims  # noqa: E402
+
+__all__ += ["SpellOutTanhGelu", "SplitSqueezeDims"]

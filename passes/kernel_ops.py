@@ -1,5 +1,7 @@
 """What each op is to the kernel planner: pointwise, a view, a reduction, a matrix product, or
-none of these (it then runs as an ATen call). Facts only; no preferences here."""
+none of these (it then runs as an ATen call). Facts only, read from the op table
+(fastc.ir.op_table): an op is planned for a target only where the table says the target's code
+generator lowers it. No preferences here."""
 from __future__ import annotations
 
 import operator
@@ -8,31 +10,12 @@ from dataclasses import dataclass
 import torch
 import torch.fx as fx
 
-from fastc.ir.op_facts import VIEW_OPS, is_mutating, is_random
+from fastc.ir.op_facts import is_mutating, is_random
+from fastc.ir.op_table import OP_TABLE, TARGETS, reduced_dims, refusal
 from fastc.ir.types import TensorType, TupleType, node_type
 
-aten = torch.ops.aten
-
-MATMULS = {aten.mm.default, aten.addmm.default, aten.bmm.default}
-
-# reduction op -> where its reduced dims are: ("arg", i) = dims argument at position i,
-# "all" = every dim, ("last", i) = the last len(args[i]) dims, ("dim", i) = one dim at i.
-REDUCTIONS = {
-    aten.sum.dim_IntList: ("arg", 1), aten.sum.default: "all",
-    aten.mean.dim: ("arg", 1), aten.mean.default: "all",
-    aten.amax.default: ("arg", 1), aten.amin.default: ("arg", 1),
-    aten.var_mean.correction: ("arg", 1), aten.var.correction: ("arg", 1),
-    aten.prod.dim_int: ("dim", 1), aten.any.dim: ("dim", 1), aten.any.dims: ("arg", 1),
-    aten.argmax.default: ("dim", 1), aten.argmin.default: ("dim", 1),
-    aten._softmax.default: ("dim", 1), aten._log_softmax.default: ("dim", 1),
-    aten.native_layer_norm.default: ("last", 1),
-}
-
-# Elementwise in effect: every element of the result is the same scalar.
-FILLS = {aten.full_like.default, aten.zeros_like.default, aten.ones_like.default}
-
-# Views a kernel can express as index arithmetic over the same elements.
-KERNEL_VIEWS = VIEW_OPS - {aten.as_strided.default, aten.diagonal.default}
+MATMULS = {op for op, e in OP_TABLE.items() if e.kind == "matmul"}
+REDUCTIONS = {op for op, e in OP_TABLE.items() if e.kind == "reduction"}
 
 _FLOATS_AND_INTS = {torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int64,
                     torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool}
@@ -45,39 +28,30 @@ class OpClass:
     reduced: tuple[int, ...] = ()   # reduction: the reduced dims, sorted, non-negative
 
 
-def classify(node: fx.Node) -> OpClass | None:
-    """The op's class for kernel planning, or None if it must run as ATen."""
+def classify(node: fx.Node, target: str = "aten") -> OpClass | None:
+    """The op's class for kernel planning, or None if it must run as ATen (on `target`)."""
     if node.op != "call_function" or is_mutating(node) or is_random(node):
         return None
-    target = node.target
-    if target is operator.getitem:
+    if node.target is operator.getitem:
         return OpClass("getitem")
-    if not _supported_types(node):
+    entry = OP_TABLE.get(node.target)
+    if entry is None or not _supported_types(node) or not lowered(node, target):
         return None
     out = node_type(node)
-    if target in MATMULS:
+    if entry.kind == "matmul":
         return OpClass("matmul", out.shape)
-    if target in REDUCTIONS:
+    if entry.kind == "reduction":
         x = node_type(node.args[0])
-        if not isinstance(x, TensorType):
-            return None
-        dims = _reduced_dims(target, node, len(x.shape))
+        dims = reduced_dims(node) if isinstance(x, TensorType) else None
         # No dims to reduce (a 0-d input): nothing for a reduction kernel to do; runs as ATen.
-        return None if not dims else OpClass("reduction", x.shape, dims)
-    if target in KERNEL_VIEWS and isinstance(out, TensorType):
-        return OpClass("view", out.shape)
-    if isinstance(target, torch._ops.OpOverload) and isinstance(out, TensorType) and (
-            torch.Tag.pointwise in target.tags or _is_cast(node) or target in FILLS):
-        return OpClass("pointwise", out.shape)
-    return None
+        return OpClass("reduction", x.shape, dims) if dims else None
+    return OpClass(entry.kind, out.shape) if isinstance(out, TensorType) else None
 
 
-def _is_cast(node: fx.Node) -> bool:
-    """`_to_copy` that only changes dtype (same device, layout and memory format)."""
-    if node.target != aten._to_copy.default:
-        return False
-    allowed = {"dtype"}
-    return set(node.kwargs) <= allowed
+def lowered(node: fx.Node, target: str) -> bool:
+    """Whether the code generator of `target` lowers `node`, by the op table. A target without one
+    ("aten", or none named: fastc-opt) plans what some code generator lowers."""
+    return any(refusal(node, t) is None for t in ((target,) if target in TARGETS else TARGETS))
 
 
 def _supported_types(node: fx.Node) -> bool:
@@ -92,24 +66,3 @@ def _supported_types(node: fx.Node) -> bool:
             return False
     devices = {t.device for t in tensors}
     return len(devices) <= 1 and all(t.dtype in _FLOATS_AND_INTS for t in tensors)
-
-
-def _reduced_dims(target, node: fx.Node, rank: int):
-    if rank == 0:
-        return ()  # dim 0 of a 0-d tensor is the tensor itself: nothing is reduced
-    rule = REDUCTIONS[target]
-    if rule == "all":
-        return tuple(range(rank))
-    kind, index = rule
-    arg = node.args[index] if len(node.args) > index else node.kwargs.get("dim")
-    if kind == "last":
-        return tuple(range(rank - len(arg), rank))
-    if kind == "dim":
-        if arg is None or not isinstance(arg, int):
-            return None
-        arg = [arg]
-    if arg is None or (isinstance(arg, (list, tuple)) and len(arg) == 0):
-        return tuple(range(rank))
-    if not all(isinstance(d, int) for d in arg):
-        return None
-    return tuple(sorted({d % rank for d in arg}))

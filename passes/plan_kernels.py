@@ -47,6 +47,8 @@ class PlanKernels(Pass):
     values (same order of elements), never a graph output, so no output alias becomes a copy;
     views of kernel inputs stay ATen views that the kernel reads through strides; within a
     kernel every op covers the same elements (or, in a reduction, the same rows).
+    An op is planned only where the op table (fastc.ir.op_table) says the code generator of
+    `ctx.target` lowers it; for a target without one ("aten", fastc-opt), where some generator does.
     Which legal fusions to make, and whether a matrix product is in a kernel at all, is the
     choices object's call (`ctx.choices`, else the process-wide one; fastc.costmodel): it is
     offered every legal merge, never an illegal one. The options below only narrow what it is
@@ -96,7 +98,7 @@ class _Planner:
     def plan(self) -> list[_Group]:
         nodes = [n for n in self.gm.graph.nodes]
         for n in nodes:
-            cls = classify(n)
+            cls = classify(n, self.target)
             if cls is None:
                 continue
             if cls.kind == "getitem":

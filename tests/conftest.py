@@ -61,14 +61,13 @@ def _recording_boxed(original, graphs: list):
 def compile_and_run(name: str, training: bool, debug_dir: Path) -> CompiledRun:
     import fastc
     import fastc.graph_compiler
-    import model_zoo
-    from model_zoo import main_output
+    from fastc_eval.zoo import build, main_output
 
     torch._dynamo.reset()
     graphs: list[dict] = []
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(fastc.graph_compiler, "_boxed", _recording_boxed(fastc.graph_compiler._boxed, graphs))
-        model, inputs = model_zoo.build(name)
+        model, inputs = build(name)
         model.train(training)
         reference = copy.deepcopy(model)
         before = len(fastc.reports())

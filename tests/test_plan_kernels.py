@@ -8,12 +8,12 @@ from torch._decomp import core_aten_decompositions
 from torch.fx.experimental.proxy_tensor import make_fx
 
 from fastc import make_options
-from fastc.demo_models import build
 from fastc.ir.kernel_plan import KernelPlan
 from fastc.ir.op_facts import is_mutating, is_random
 from fastc.pass_manager import run_pipeline
 from fastc.passes.kernel_ops import MATMULS, REDUCTIONS, classify
 from fastc.passes.plan_kernels import RESHAPES
+from fastc_eval.zoo import build
 
 
 class RMSNormMLP(torch.nn.Module):
@@ -27,9 +27,14 @@ class RMSNormMLP(torch.nn.Module):
         return x + self.down(torch.nn.functional.silu(self.gate(h)) * self.up(h))
 
 
+def _demo(name):
+    model, inputs = build(name, batch=2)
+    return model, tuple(inputs.values())
+
+
 MODELS = {
-    "cnn": lambda: build("cnn", batch=2),
-    "gpt": lambda: build("gpt", batch=2),
+    "cnn": lambda: _demo("cnn"),
+    "gpt": lambda: _demo("gpt"),
     "rmsnorm-mlp": lambda: (RMSNormMLP().eval(), (torch.randn(2, 5, 32),)),
 }
 

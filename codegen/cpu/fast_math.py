@@ -1,8 +1,10 @@
-"""Vectorizable float32 exp, erf and tanh for native kernels.
+"""Stage 06-vector-math: vectorizable float32 exp, erf and tanh for native kernels.
 
 `math.exp`, `math.erf` and `math.tanh` would lower to scalar libm calls per element, which keeps
 LLVM from vectorizing softmax, SiLU or GELU loops. `use_vector_math` replaces the f32 ones with
-calls to functions made only of arithmetic LLVM vectorizes (inlined by the pipeline):
+calls to functions made only of arithmetic LLVM vectorizes (inlined by the pipeline), an IR
+rewrite: each op becomes a `func.call` of the helper, whose definition (MLIR source below) is
+parsed into the module once, ahead of the kernels:
 
 - `@fastc_expf`: Cody-Waite range reduction and a degree-6 polynomial (the classic Cephes expf
   scheme, under 1 ulp measured); overflow gives inf, underflow below the normal range 0.
@@ -12,10 +14,6 @@ calls to functions made only of arithmetic LLVM vectorizes (inlined by the pipel
 NaN stays NaN in all three.
 """
 from __future__ import annotations
-
-import re
-
-_MATH_F32 = re.compile(r"^(\s*%[\w.#]+ = )math\.(exp|erf|tanh) (%[\w.#]+)(?: fastmath<[a-z,]+>)? : f32$", re.M)
 
 EXPF = """  func.func private @fastc_expf(%x: f32) -> f32 {
     %hi = arith.constant 88.7228394 : f32
@@ -112,12 +110,43 @@ TANHF = _rational("fastc_tanhf", 7.90531110763549805,
 FUNCTIONS = {"exp": ("fastc_expf", EXPF), "erf": ("fastc_erff", ERFF), "tanh": ("fastc_tanhf", TANHF)}
 
 
-def use_vector_math(module_text: str) -> tuple[str, set[str]]:
-    """(`module_text` with f32 exp/erf/tanh calling the functions above, their definitions)."""
-    used: set[str] = set()
+def use_vector_math(module) -> int:
+    """Replaces the scalar f32 `math.exp`/`erf`/`tanh` ops of `module` by calls to the helpers
+    above (a fastmath flag on the op is dropped: the helpers' arithmetic is as written) and
+    defines the helpers used; returns how many ops were replaced."""
+    from torch_mlir import ir
+    from torch_mlir.dialects import func
+    f32 = ir.F32Type.get(module.context)
+    found = []
 
-    def call(m):
-        name, definition = FUNCTIONS[m.group(2)]
-        used.add(definition)
-        return f"{m.group(1)}func.call @{name}({m.group(3)}) : (f32) -> f32"
-    return _MATH_F32.sub(call, module_text), used
+    def visit(op):
+        if op.name in _REPLACED and len(op.results) == 1 and op.results[0].type == f32:
+            found.append(op)
+        return ir.WalkResult.ADVANCE
+    module.operation.walk(visit)
+    used = set()
+    for op in found:
+        helper = FUNCTIONS[_REPLACED[op.name]][0]
+        with ir.InsertionPoint(op), op.location:
+            call = func.CallOp([f32], helper, [op.operands[0]])
+        op.results[0].replace_all_uses_with(call.result)
+        op.erase()
+        used.add(helper)
+    _define(module, used)
+    return len(found)
+
+
+_REPLACED = {f"math.{name}": name for name in FUNCTIONS}
+
+
+def _define(module, helpers: set[str]) -> None:
+    """Parses the definitions of `helpers` into `module`, at its start, in name order; a helper
+    the module defines already is left as it is."""
+    from torch_mlir import ir
+    defined = ir.SymbolTable(module.operation)
+    definitions = {name: text for name, text in FUNCTIONS.values()}
+    for name in sorted(helpers, reverse=True):  # each goes first: name order in the end
+        if name in defined:
+            continue
+        op = ir.Operation.parse(definitions[name], context=module.context)
+        ir.InsertionPoint.at_block_begin(module.body).insert(op)

@@ -1,8 +1,9 @@
 """Triton code generation for planned kernels: `lower(kernel, gm) -> GeneratedKernel`.
 
 One template per kernel kind (pointwise.py, reduction.py, matmul.py) over a shared kernel body
-(values.py: loads, views, the pointwise op table). Lowering produces a KernelSpec (source plus
-launch data, spec.py), cached on disk by kernel text; launcher.py runs it.
+(body.py: loads, views, the pointwise rules of pointwise_ops.py). Lowering produces a KernelSpec
+(source plus launch data, spec.py), cached on disk by kernel text; launcher.py runs it. What
+Triton does not lower is in the op table (fastc.ir.op_table), which the planner reads too.
 """
 from __future__ import annotations
 
@@ -10,10 +11,15 @@ import os
 
 from ..cache import load_spec, spec_key, store_spec
 from ..errors import Unsupported
+from ..graph_bindings import graph_bindings
+from ..refusals import refuse_by_table
 from .kernel_text import kernel_text
 from .launcher import GeneratedKernel
+from .matmul import lower_matmul
 from .options import LowerOptions
-from .spec import KernelSpec, graph_bindings
+from .pointwise import lower_pointwise
+from .reduction import has_reduction, lower_reduction
+from .spec import KernelSpec
 
 __all__ = ["GeneratedKernel", "KernelSpec", "Unsupported", "lower", "lower_spec"]
 
@@ -42,10 +48,8 @@ def lower(kernel, gm=None, *, options: dict | None = None, use_cache: bool = Tru
 
 
 def lower_spec(kernel, options: dict | None = None) -> KernelSpec:
-    from .matmul import lower_matmul
-    from .pointwise import lower_pointwise
-    from .reduction import has_reduction, lower_reduction
     opts = LowerOptions.of(options)
+    refuse_by_table(kernel.nodes, "triton-interpret" if opts.interpret else "triton")
     if kernel.kind == "matmul":
         return lower_matmul(kernel, opts)
     if kernel.kind == "reduction" or has_reduction(kernel):

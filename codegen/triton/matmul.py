@@ -13,16 +13,19 @@ import sympy
 import torch
 
 from fastc.ir import node_type
+from fastc.ir.op_table import OP_TABLE
 
 from ..errors import Unsupported
+from .body import KernelBody
 from .indexing import as_expr, is_one, numel, ravel, same_size, symbol
 from .options import LowerOptions
 from .spec import KernelSpec, assemble, output_slots
-from .values import TL_DTYPES, KernelBody, Value
+from .values import TL_DTYPES, Value
 from .views import reshape_index
 
 aten = torch.ops.aten
-MATMULS = (aten.mm.default, aten.addmm.default, aten.bmm.default)
+# The op table's matrix products (mm, addmm, bmm).
+MATMULS = {op for op, e in OP_TABLE.items() if e.kind == "matmul"}
 
 
 def lower_matmul(kernel, opts: LowerOptions = LowerOptions()) -> KernelSpec:

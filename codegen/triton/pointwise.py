@@ -8,10 +8,10 @@ output must have as many elements as the iteration shape (views of it are fine).
 from __future__ import annotations
 
 from ..errors import Unsupported
+from .body import KernelBody
 from .indexing import is_one, numel, same_size, split, symbol
 from .options import LowerOptions
 from .spec import KernelSpec, assemble, output_slots
-from .values import KernelBody
 
 
 def lower_pointwise(kernel, opts: LowerOptions = LowerOptions()) -> KernelSpec:

@@ -1,7 +1,8 @@
 """ATen pointwise ops as Triton expressions: `POINTWISE[op](body, node, index) -> Value`.
 
-One table; the rules and their builders are in pointwise_rules.py. An op missing here makes its
-kernel run as ATen (Unsupported names the op).
+How each op is computed; the rules and their builders are in pointwise_rules.py. Which ops Triton
+lowers is the op table's (fastc.ir.op_table): its pointwise ops less those it says Triton refuses
+are exactly the keys here (tests/test_op_table.py checks).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from .pointwise_rules import (
 
 aten = torch.ops.aten
 _SIGN = arith("tl.where({0} > 0, 1, tl.where({0} < 0, -1, 0)).to({0}.dtype)", 1)
+_COPYSIGN = floating("tl.where(" + NEGATIVE.format("{1}") + ", -tl.abs({0}), tl.abs({0}))", 2)
 
 POINTWISE = {
     # arithmetic
@@ -28,7 +30,7 @@ POINTWISE = {
     aten.true_divide.Tensor: floating("({0} / {1})", 2),
     aten.div.Tensor_mode: div_mode, aten.div.Scalar_mode: div_mode,
     aten.floor_divide.default: floor_divide,
-    aten.remainder.Tensor: remainder, aten.remainder.Scalar: remainder,
+    aten.remainder.Tensor: remainder, aten.remainder.Scalar: remainder, aten.remainder.Scalar_Tensor: remainder,
     aten.fmod.Tensor: fmod, aten.fmod.Scalar: fmod,
     aten.neg.default: arith("(-{0})", 1), aten.positive.default: identity,
     aten.abs.default: arith("tl.abs({0})", 1),
@@ -60,7 +62,7 @@ POINTWISE = {
     aten.frac.default: floating("({0} - tl.where({0} < 0, tl.ceil({0}), tl.floor({0})))"),
     aten.round.default: round_half_even, aten.round.decimals: round_decimals,
     aten.sign.default: _SIGN, aten.sgn.default: _SIGN, aten.signbit.default: signbit,
-    aten.copysign.Tensor: floating("tl.where(" + NEGATIVE.format("{1}") + ", -tl.abs({0}), tl.abs({0}))", 2),
+    aten.copysign.Tensor: _COPYSIGN, aten.copysign.Scalar: _COPYSIGN,
     # activations
     aten.relu.default: arith("tl.where({0} < 0, 0, {0})", 1),
     aten.sigmoid.default: floating("tl.sigmoid({0})"),
@@ -94,6 +96,10 @@ POINTWISE = {
     aten.bitwise_not.default: arith("(~{0})", 1),
     aten.bitwise_and.Tensor: arith("({0} & {1})", 2), aten.bitwise_or.Tensor: arith("({0} | {1})", 2),
     aten.bitwise_xor.Tensor: arith("({0} ^ {1})", 2),
+    aten.bitwise_and.Scalar: arith("({0} & {1})", 2), aten.bitwise_or.Scalar: arith("({0} | {1})", 2),
+    aten.bitwise_xor.Scalar: arith("({0} ^ {1})", 2),
+    aten.bitwise_and.Scalar_Tensor: arith("({0} & {1})", 2), aten.bitwise_or.Scalar_Tensor: arith("({0} | {1})", 2),
+    aten.bitwise_xor.Scalar_Tensor: arith("({0} ^ {1})", 2),
     # casts, copies, constants
     aten._to_copy.default: to_copy, aten.clone.default: to_copy, aten.copy.default: copy,
     aten.lift_fresh_copy.default: identity,

@@ -115,6 +115,8 @@ def clamp(body, node, index):
     hi = _get(node, 2, "max")
     if node.target is aten.clamp_max.default:
         lo, hi = None, node.args[1]
+    if node.target is aten.hardtanh.default:
+        lo, hi = _get(node, 1, "min_val", -1.0), _get(node, 2, "max_val", 1.0)
     for bound, op in ((lo, "<"), (hi, ">")):
         if bound is None:
             continue

@@ -15,13 +15,18 @@ import torch
 
 from ..errors import Unsupported
 from ..schedule import PERSISTENT_MAX, persistent_reduction
+from .body import KernelBody
 from .indexing import as_expr, is_one, numel, ravel, same_size, split, symbol
 from .options import LowerOptions
-from .reduction_ops import BIG_INDEX, REDUCTIONS, ReductionOps, has_reduction, reduced
+from .reduction_ops import BIG_INDEX, REDUCTIONS, Acc, ReductionOps, has_reduction, reduced
 from .spec import KernelSpec, assemble, output_slots
-from .values import TL_DTYPES, KernelBody
+from .values import TL_DTYPES
 
 __all__ = ["REDUCTIONS", "ReductionLowering", "has_reduction", "lower_reduction"]
+
+# The combine function of a product's tl.reduce, emitted beside the kernels that use it.
+MULTIPLY = "_fastc_multiply"
+MULTIPLY_SOURCE = f"@triton.jit\ndef {MULTIPLY}(a, b):\n    return a * b\n"
 
 
 class ReductionLowering(ReductionOps):
@@ -136,9 +141,9 @@ class ReductionLowering(ReductionOps):
                     b.line(f"{a.name} = tl.where({better}, {m}, {a.name})")
                     continue
                 # max/min of floats keep NaN in the lane, as eager does (tl.maximum may drop it)
-                keep = "| ({0} != {0})" if a.dtype.is_floating_point and a.op != "sum" else ""
+                keep = "| ({0} != {0})" if a.dtype.is_floating_point and a.op in ("max", "min") else ""
                 m = b.tmp(masked, a.dtype).code if keep else masked
-                update = {"sum": f"{a.name} + {masked}",
+                update = {"sum": f"{a.name} + {masked}", "prod": f"{a.name} * {masked}",
                           "max": f"tl.where(({m} > {a.name}) {keep.format(m)}, {m}, {a.name})",
                           "min": f"tl.where(({m} < {a.name}) {keep.format(m)}, {m}, {a.name})"}[a.op]
                 b.line(f"{a.name} = {update}")
@@ -195,7 +200,10 @@ class ReductionLowering(ReductionOps):
     def _finish(self, acc, values: str) -> str:
         """Code reducing `values` ([XBLOCK, RBLOCK]) along the row; float max/min (argmax/argmin,
         softmax's max too) give NaN for a row holding one, whatever the backend's tl.max does with
-        NaN."""
+        NaN; a product's NaN spreads by itself."""
+        if acc.op == "prod":  # no tl.prod: a reduction with a multiplying combine function
+            self.body.helpers[MULTIPLY] = MULTIPLY_SOURCE
+            return f"tl.reduce({values}, 1, {MULTIPLY})[:, None]"
         out = f"{self._reduce(acc)}({values}, 1)[:, None]"
         if acc.op != "sum" and acc.dtype.is_floating_point and acc.init is None:
             return f"tl.where(tl.max(({values} != {values}).to(tl.int32), 1)[:, None] > 0, float(\"nan\"), {out})"
@@ -228,8 +236,8 @@ class ReductionLowering(ReductionOps):
     def _init(self, acc) -> str:
         if acc.init is not None:
             return acc.init
-        if acc.op == "sum":
-            return "0"
+        if acc.op in ("sum", "prod"):
+            return "0" if acc.op == "sum" else "1"
         high = acc.op in ("max", "argmax", "softmax")
         if acc.dtype.is_floating_point:
             return 'float("-inf")' if high else 'float("inf")'
@@ -269,4 +277,5 @@ def lower_reduction(kernel, opts: LowerOptions = LowerOptions()) -> KernelSpec:
                   + ["    else:"] + ["    " + line for line in body.lines])
     body.sizes |= one_pass.body.sizes
     body.strides |= one_pass.body.strides
+    body.helpers.update(one_pass.body.helpers)
     return looped.assemble(slots, groups, switch={"PERSISTENT": ["rnumel", limit]})

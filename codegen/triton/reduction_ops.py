@@ -1,7 +1,7 @@
 """Reductions as accumulators: what each ATen reduction accumulates over a row, and how its
 results are read.
 
-sum/mean/amax/amin/any/all are one accumulator; argmax/argmin/max.dim/min.dim keep positions too;
+sum/mean/prod/amax/amin/any/all are one accumulator; argmax/argmin/max.dim/min.dim keep positions too;
 var/var_mean/native_layer_norm are two-pass (the mean, then squared deviations from it);
 _softmax/_log_softmax are a max then a sum of exp (or one online accumulator when the row loops).
 A result read at an index other than the current row raises Unsupported.
@@ -14,18 +14,14 @@ import sympy
 import torch
 
 from fastc.ir import TensorType, node_type
+from fastc.ir.op_table import OP_TABLE, reduced_dims
 
 from ..errors import Unsupported
 from .values import Value, compute_dtype
 
 aten = torch.ops.aten
-REDUCTIONS = {
-    aten.sum.dim_IntList, aten.sum.default, aten.mean.dim, aten.mean.default, aten.amax.default,
-    aten.amin.default, aten.var.correction, aten.var_mean.correction, aten._softmax.default,
-    aten._log_softmax.default, aten.native_layer_norm.default,
-    aten.any.dim, aten.any.dims, aten.any.default, aten.all.dim, aten.all.dims, aten.all.default,
-    aten.argmax.default, aten.argmin.default, aten.max.dim, aten.min.dim,
-}
+# The op table's reductions: each has its accumulators in ReductionOps._setup.
+REDUCTIONS = {op for op, e in OP_TABLE.items() if e.kind == "reduction"}
 ARG = {aten.argmax.default: "argmax", aten.argmin.default: "argmin", aten.max.dim: "argmax",
        aten.min.dim: "argmin"}
 BIG_INDEX = str(2**63 - 1)
@@ -39,7 +35,7 @@ def has_reduction(kernel) -> bool:
 
 @dataclass(eq=False)
 class Acc:
-    op: str                       # "sum", "max", "min", "argmax", "argmin" or "softmax" (online)
+    op: str                       # "sum", "prod", "max", "min", "argmax", "argmin" or "softmax" (online)
     value: object                 # () -> Value: the accumulated operand at the full index
     dtype: torch.dtype
     deps: set = field(default_factory=set)
@@ -56,24 +52,11 @@ def _get(node, pos, name, default=None):
 
 
 def reduced(node) -> tuple[tuple, tuple[int, ...]]:
-    """(input shape, reduced dims) of reduction `node`."""
-    shape = node_type(node.args[0]).shape
-    rank, t = len(shape), node.target
-    if t in (aten._softmax.default, aten._log_softmax.default):
-        dims = [node.args[1]]
-    elif t is aten.native_layer_norm.default:
-        dims = list(range(rank - len(node.args[1]), rank))
-    elif t in (aten.sum.default, aten.mean.default, aten.any.default, aten.all.default):
-        dims = None
-    elif t in (aten.any.dim, aten.all.dim, aten.max.dim, aten.min.dim):
-        dims = [node.args[1]]
-    elif t in (aten.argmax.default, aten.argmin.default):
-        dims = None if _get(node, 1, "dim") is None else [_get(node, 1, "dim")]
-    else:
-        dims = _get(node, 1, "dim")
-    if not dims:
-        dims = list(range(rank))
-    return tuple(shape), tuple(sorted(d + rank if d < 0 else d for d in dims))
+    """(input shape, reduced dims) of reduction `node` (its dims as the op table reads them)."""
+    dims = reduced_dims(node)
+    if dims is None:
+        raise Unsupported(f"{node.target} over symbolic dims {node.args[1:2]}")
+    return tuple(node_type(node.args[0]).shape), dims
 
 
 class ReductionOps:
@@ -133,6 +116,9 @@ class ReductionOps:
             mean = t in (aten.mean.dim, aten.mean.default)
             make = (lambda: b.tmp(f"{acc.name} / {K}", cdt)) if mean else (lambda: self.result(acc))
             b.specials[(node, None)] = self._row(node, make, keepdim)
+        elif t in (aten.prod.dim_int, aten.prod.default):
+            acc = self._acc("prod", lambda: b.cast(xval(), cdt), cdt, deps)
+            b.specials[(node, None)] = self._row(node, lambda: self.result(acc), keepdim)
         elif t in LOGICAL:
             acc = self._acc(LOGICAL[t], lambda: b.cast(b.cast(xval(), torch.bool), torch.int32), torch.int32, deps)
             acc.init = "0" if LOGICAL[t] == "max" else "1"

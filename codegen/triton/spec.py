@@ -93,24 +93,6 @@ def bindings(kernel) -> dict[str, list[list]]:
     return found
 
 
-def graph_bindings(gm) -> dict[str, tuple]:
-    """Size symbols that are sizes of the graph's inputs: name -> (placeholder index, dim or None)."""
-    found = {}
-    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
-    for i, node in enumerate(placeholders):
-        t = node_type(node)
-        if isinstance(t, TensorType):
-            for d, size in enumerate(t.shape):
-                if isinstance(size, sympy.Symbol):
-                    found.setdefault(size.name, (i, d))
-        elif isinstance(t, ScalarType) and t.kind == "int":
-            val = node.meta.get("val")
-            expr = val.node.expr if isinstance(val, torch.SymInt) else sympy.Symbol(node.name)
-            if isinstance(expr, sympy.Symbol):
-                found.setdefault(expr.name, (i, None))
-    return found
-
-
 def assemble(body, kernel, kind: str, header: list[str], slots, groups, sizes: dict, constexprs: list[str],
              covers: dict | None = None, switch: dict | None = None) -> KernelSpec:
     """The spec of a template's kernel: signature, source and launch data."""
@@ -158,7 +140,8 @@ def assemble(body, kernel, kind: str, header: list[str], slots, groups, sizes: d
     legend = [f"# in{i}: %{n.name} {node_type(n)}" for i, n in enumerate(kernel.inputs)]
     legend += [f"# out{j}: %{s.node.name}{'' if s.component is None else f'[{s.component}]'} {s.type}"
                for j, s in enumerate(slots)]
-    source = (HEADER + "\n\n@triton.jit\n" + f"def {fn}({signature}):\n"
+    helpers = "".join("\n\n" + source for source in body.helpers.values())
+    source = (HEADER + helpers + "\n\n@triton.jit\n" + f"def {fn}({signature}):\n"
               + "\n".join("    " + h for h in legend + header) + "\n" + "\n".join(body.lines) + "\n")
     return KernelSpec(fn, kind, source, params, outputs, groups,
                       [b for s in sorted(needed) for b in bound[s]],

@@ -1,4 +1,6 @@
-"""What the passes need to know about an op: may it be removed, merged, evaluated early?"""
+"""What the passes need to know about an op: may it be removed, merged, evaluated early?
+
+What code generation makes of an op (its class, which targets lower it) is in op_table.py."""
 from __future__ import annotations
 
 import operator

@@ -121,3 +121,26 @@ graph @zero_dim_reduction(%x: f32[]) {
   %s: f32[] = aten.sum.dim_IntList(%x, [0])
   return (%s,)
 }
+
+# -----
+# What is planned is the op table's call (fastc.ir.op_table): max.dim (with its getitems) and
+# prod reduce the same rows, one kernel with their consumer; lgamma, which no code generator
+# lowers, stays an ATen call between kernels.
+# CHECK-LABEL: graph @op_table
+# CHECK: %m: (f32[4], i64[4]) = aten.max.dim(%x, 1) {kernel = 0, kind = "reduction"}
+# CHECK-NEXT: %v: f32[4] = getitem(%m, 0) {kernel = 0, kind = "reduction"}
+# CHECK-NEXT: %i: i64[4] = getitem(%m, 1) {kernel = 0, kind = "reduction"}
+# CHECK-NEXT: %p: f32[4] = aten.prod.dim_int(%x, 1) {kernel = 0, kind = "reduction"}
+# CHECK-NEXT: %s: f32[4] = aten.add.Tensor(%v, %p) {kernel = 0, kind = "reduction"}
+# CHECK-NEXT: %g: f32[4] = aten.lgamma.default(%s){{$}}
+# CHECK-NEXT: %e: f32[4] = aten.exp.default(%g) {kernel = 1, kind = "pointwise"}
+graph @op_table(%x: f32[4, 8]) {
+  %m: (f32[4], i64[4]) = aten.max.dim(%x, 1)
+  %v: f32[4] = getitem(%m, 0)
+  %i: i64[4] = getitem(%m, 1)
+  %p: f32[4] = aten.prod.dim_int(%x, 1)
+  %s: f32[4] = aten.add.Tensor(%v, %p)
+  %g: f32[4] = aten.lgamma.default(%s)
+  %e: f32[4] = aten.exp.default(%g)
+  return (%e, %i)
+}

@@ -442,11 +442,11 @@ def test_disk_cache_serves_a_fresh_process(_private_kernel_cache):
     result = _run_python("""
         import json, torch, model_zoo
         from fastc.codegen import cache
-        from fastc.codegen.cpu import build
+        from fastc.codegen.cpu import module_cache
         from fastc.report import REPORTS
         cache._codegen_hash = lambda: "%s"
         hits, stores = [], []
-        load, store = build._load, build._store
+        load, store = module_cache.load, module_cache.store
 
         def counted_load(key):
             text = load(key)
@@ -457,7 +457,7 @@ def test_disk_cache_serves_a_fresh_process(_private_kernel_cache):
         def counted_store(key, text):
             stores.append(key)
             store(key, text)
-        build._load, build._store = counted_load, counted_store
+        module_cache.load, module_cache.store = counted_load, counted_store
         model, inputs = model_zoo.build("mlp")
         model.eval()
         options = {"target": "cpu", "kernel_choice": "generated", "on_error": "raise"}

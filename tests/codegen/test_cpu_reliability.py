@@ -60,7 +60,7 @@ def test_producers_fused_into_a_reduction_stay_strict(dtype, x, big):
 def test_only_the_accumulation_of_a_reduction_is_marked(_private_kernel_cache):
     """In the lowered module (the cache entry), the sum's fadd carries reassoc and nothing else
     has fast-math flags: not the fused multiplies, not the softmax's subtract and divide."""
-    from fastc.codegen.cpu.build import verified_entry
+    from fastc.codegen.cpu.module_cache import verified_entry
     check(lambda t: (t * 1000.0 * 1000.0).sum(-1), torch.randn(4, 64), kinds=["reduction"])
     check(lambda t: torch.softmax(t * 0.5, -1), torch.randn(4, 64), kinds=["reduction"])
     texts = [verified_entry(p.stem, p.read_bytes()) for p in sorted((_private_kernel_cache / "cpu").glob("*.mlir"))]
@@ -76,7 +76,7 @@ def test_only_the_accumulation_of_a_reduction_is_marked(_private_kernel_cache):
 def test_relax_float_math_marks_accumulators_of_reducing_ops_only():
     from torch_mlir import ir
 
-    from fastc.codegen.cpu.linalg import relax_float_math
+    from fastc.codegen.cpu.reassociation import relax_float_math
     text = """
     #id = affine_map<(d0, d1) -> (d0, d1)>
     #row = affine_map<(d0, d1) -> (d0)>
@@ -187,7 +187,7 @@ def test_damaged_cache_entries_are_rebuilt_in_a_fresh_process(_private_kernel_ca
     for name, r in result["results"].items():
         assert r["equal"], (name, result)
         assert r["generated"] and not r["aten"], (name, result)
-    from fastc.codegen.cpu.build import verified_entry
+    from fastc.codegen.cpu.module_cache import verified_entry
     assert result["stats"]["cpu_disk_corrupt"] == len(CACHED), result
     assert result["stats"]["cpu_disk_hits"] == 0, result
     assert len(result["warnings"]) == len(CACHED), result
@@ -200,19 +200,19 @@ def test_damaged_cache_entries_are_rebuilt_in_a_fresh_process(_private_kernel_ca
 def test_a_cached_module_that_does_not_build_is_rebuilt(_private_kernel_cache):
     """An entry that verifies but whose module no longer builds (say, written by a buggy
     version under the same key) is rebuilt from source, and the kernel stays native."""
-    from fastc.codegen.cpu import build
+    from fastc.codegen.cpu import module_cache
     x = torch.randn(8, 16)
     check(lambda t: t * 2.0 + 1.0, x, kinds=["pointwise"])
     (path,) = (_private_kernel_cache / "cpu").glob("*.mlir")
     good = path.read_bytes()
-    path.write_text(build._entry_text(path.stem, "module {\n}\n"))  # verifies; has no kernel in it
+    path.write_text(module_cache.entry_text(path.stem, "module {\n}\n"))  # verifies; has no kernel in it
     check(lambda t: t * 2.0 + 1.0, x, kinds=["pointwise"])
     assert path.read_bytes() == good
 
 
 def test_verified_entry_names_what_is_wrong():
-    from fastc.codegen.cpu.build import _entry_text, verified_entry
-    good = _entry_text("k1", "module {\n}\n").encode()
+    from fastc.codegen.cpu.module_cache import entry_text, verified_entry
+    good = entry_text("k1", "module {\n}\n").encode()
     assert verified_entry("k1", good) == "module {\n}\n"
     for key, data, why in [("k2", good, "another key"), ("k1", b"", "empty"), ("k1", b"\xff\xfe\x00", "UTF-8"),
                            ("k1", good.replace(b"}\n", b"} \n"), "checksum"), ("k1", b"module {\n}\n", "header"),
@@ -245,9 +245,9 @@ def _own_lines_only(err: str) -> None:
 def test_a_failing_build_keeps_its_diagnostics_off_stderr(monkeypatch, capfd):
     """Without reconcile-unrealized-casts the ExecutionEngine's LLVM translation fails on an
     unrealized_conversion_cast: MLIR's diagnostic goes into the fallback reason, not to stderr."""
-    from fastc.codegen.cpu import pipeline
-    steps = pipeline.lowering_pipeline
-    monkeypatch.setattr(pipeline, "lowering_pipeline",
+    from fastc.codegen.cpu import stages
+    steps = stages.lowering_pipeline
+    monkeypatch.setattr(stages, "lowering_pipeline",
                         lambda *a: [s for s in steps(*a) if s != "reconcile-unrealized-casts"])
     fn = lambda x: F.gelu(x)  # noqa: E731
     start = len(REPORTS)
@@ -320,7 +320,7 @@ def test_one_kernel_called_from_threads_builds_each_schedule_once():
 def test_twins_share_one_build_lock():
     """Kernels sharing compiled code (a model's repeated layers) share its entries and its lock."""
     import dataclasses
-    from fastc.codegen.cpu.build import NativeKernel
+    from fastc.codegen.cpu.native_kernel import NativeKernel
     k = NativeKernel("k0_pointwise", "pointwise", [], [], [], [], [], 1, [])
     twin = dataclasses.replace(k, name="k1_pointwise")
     assert twin.entries is k.entries and twin.build_lock is k.build_lock

@@ -2,7 +2,8 @@
 import numpy as np
 import torch
 
-from fastc.reference import catalog, digits_data, stdlib_corpus
+from fastc_eval import zoo
+from fastc_eval.data import digits, stdlib_corpus
 
 
 def test_corpus_split_is_deterministic_and_disjoint():
@@ -45,29 +46,29 @@ def test_eval_windows_predict_each_character_once():
 
 
 def test_digits_split_is_deterministic_and_disjoint():
-    a, b = digits_data.load_split(), digits_data.load_split()
+    a, b = digits.load_split(), digits.load_split()
     assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_val, b.y_val)
     assert not set(a.train_index) & set(a.val_index)
     assert len(a.train_index) + len(a.val_index) == 1797
-    assert len(a.val_index) == digits_data.N_VAL
+    assert len(a.val_index) == digits.N_VAL
     assert a.x_train.shape[1:] == (1, 16, 16)
     assert set(a.y_val.tolist()) == set(range(10))
     assert abs(float(a.x_train.mean())) < 1e-4  # normalized with training statistics
 
 
 def test_augment_shifts_are_seeded():
-    x = digits_data.load_split().x_train[:8]
-    one = digits_data.augment(x, torch.Generator().manual_seed(1))
-    two = digits_data.augment(x, torch.Generator().manual_seed(1))
+    x = digits.load_split().x_train[:8]
+    one = digits.augment(x, torch.Generator().manual_seed(1))
+    two = digits.augment(x, torch.Generator().manual_seed(1))
     assert torch.equal(one, two) and one.shape == x.shape
 
 
 def test_calibration_comes_from_the_training_split():
-    spec = catalog.get("digits-cnn")
+    spec = zoo.reference("digits-cnn")
     calib = spec.calibration(spec.build(), 16)
-    assert torch.equal(calib, digits_data.load_split().x_train[:16])
+    assert torch.equal(calib, digits.load_split().x_train[:16])
 
-    lm = catalog.get("char-lm")
+    lm = zoo.reference("char-lm")
     model = lm.build({"dim": 16, "n_layers": 1, "n_heads": 2, "ffn_dim": 32, "context": 32})
     windows = lm.calibration(model, 4)
     assert windows.shape == (4, 32)

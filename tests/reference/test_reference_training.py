@@ -3,14 +3,14 @@ import dataclasses
 
 import torch
 
-from fastc.reference import catalog, weights_io
-from fastc.reference.train import main as train_main, train_reference
+from fastc_eval import weights_io, zoo
+from fastc_eval.train import main as train_main, train_reference
 
 TINY_LM = {"dim": 32, "n_layers": 2, "n_heads": 2, "ffn_dim": 64, "context": 32}
 
 
 def fixed_batch_loss(name, model, seed=123, batch=64):
-    spec = catalog.get(name)
+    spec = zoo.reference(name)
     inputs, targets = spec.batches(model, batch)(torch.Generator().manual_seed(seed))
     model.eval()
     with torch.no_grad():
@@ -18,7 +18,7 @@ def fixed_batch_loss(name, model, seed=123, batch=64):
 
 
 def short_run(name, steps, config=None, folder=None, **overrides):
-    spec = catalog.get(name)
+    spec = zoo.reference(name)
     settings = dataclasses.replace(spec.settings, steps=steps, warmup=5, log_every=0, **overrides)
     torch.manual_seed(settings.seed)
     initial = fixed_batch_loss(name, spec.build(config))
@@ -31,7 +31,7 @@ def test_char_lm_short_run_lowers_loss(tmp_path):
     assert after < before - 0.5, (before, after)
     assert record["metrics"]["bpc"] < 4.5
     # what was saved loads back into the same numbers
-    reloaded = catalog.get("char-lm").build(record["config"])
+    reloaded = zoo.reference("char-lm").build(record["config"])
     reloaded.load_state_dict(weights_io.load_state("char-lm", tmp_path))
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reloaded.state_dict().values()))
 

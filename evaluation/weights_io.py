@@ -41,7 +41,7 @@ def load_state(name: str, folder: Path = WEIGHTS_DIR) -> dict[str, torch.Tensor]
     path = weights_path(name, folder)
     if not path.exists():
         raise FileNotFoundError(f"no weights for reference model '{name}' at {path}; "
-                                f"reproduce them with: python -m fastc.reference.train {name}")
+                                f"reproduce them with: python -m fastc_eval.train {name}")
     return {k: (v.float() if v.is_floating_point() else v) for k, v in load_file(str(path)).items()}
 
 

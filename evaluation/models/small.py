@@ -1,10 +1,60 @@
-"""Models bundled with fastc for `fastc demo` and `fastc explain`: small, random weights, built
-here, no downloads. Each entry builds (model, example inputs)."""
+"""Small hand-written modules with random weights: the backend tests' (MLP, ConvBN,
+AttentionBlock) and the demo's (DemoCNN, DemoGPT). Builders, inputs and names: ../zoo.py."""
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+
+class MLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2, self.fc3 = nn.Linear(16, 64), nn.Linear(64, 64), nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.fc3(F.relu(self.fc2(F.gelu(self.fc1(x)))))
+
+
+class ConvBN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8)
+        self.conv2, self.bn2 = nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(16)
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = F.relu(self.bn2(self.conv2(x)))
+        return self.head(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+class AttentionBlock(nn.Module):
+    """A pre-norm transformer block with causal self-attention written out by hand, or through
+    F.scaled_dot_product_attention (`sdpa=True`)."""
+
+    def __init__(self, dim: int = 32, heads: int = 4, sdpa: bool = False):
+        super().__init__()
+        self.heads, self.sdpa = heads, sdpa
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.up, self.down = nn.Linear(dim, 4 * dim), nn.Linear(4 * dim, dim)
+
+    def forward(self, x):
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).split(d, dim=-1)
+        q, k, v = (z.reshape(b, t, self.heads, d // self.heads).transpose(1, 2) for z in (q, k, v))
+        if self.sdpa:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            scores = q @ k.transpose(-2, -1) / math.sqrt(d // self.heads)
+            causal = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
+            y = scores.masked_fill(~causal, float("-inf")).softmax(dim=-1) @ v
+        y = y.transpose(1, 2).reshape(b, t, d)
+        x = x + self.proj(y)
+        return x + self.down(F.gelu(self.up(self.norm2(x))))
 
 
 class ResidualBlock(nn.Module):
@@ -35,7 +85,7 @@ class DemoCNN(nn.Module):
         return self.head(x.mean(dim=(2, 3)))
 
 
-class Block(nn.Module):
+class GPTBlock(nn.Module):
     def __init__(self, dim: int, heads: int):
         super().__init__()
         self.heads = heads
@@ -57,7 +107,7 @@ class DemoGPT(nn.Module):
     def __init__(self, vocab: int = 256, dim: int = 128, heads: int = 4, layers: int = 4, ctx: int = 128):
         super().__init__()
         self.tok, self.pos = nn.Embedding(vocab, dim), nn.Embedding(ctx, dim)
-        self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(layers))
+        self.blocks = nn.ModuleList(GPTBlock(dim, heads) for _ in range(layers))
         self.norm, self.head = nn.LayerNorm(dim), nn.Linear(dim, vocab, bias=False)
 
     def forward(self, ids):
@@ -65,29 +115,3 @@ class DemoGPT(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.head(self.norm(x))
-
-
-def _randomize_batchnorm(model: nn.Module, seed: int):
-    # Fresh BatchNorm statistics are 0/1: give them values so that folding them is visible.
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-
-
-def build(name: str, batch: int = 8, seed: int = 0):
-    torch.manual_seed(seed)
-    if name == "cnn":
-        model = DemoCNN()
-        with torch.no_grad():
-            _randomize_batchnorm(model, seed)
-        return model.eval(), (torch.randn(batch, 3, 32, 32),)
-    if name == "gpt":
-        return DemoGPT().eval(), (torch.randint(0, 256, (batch, 64)),)
-    raise ValueError(f"unknown demo model {name!r} (valid: {', '.join(MODELS)})")
-
-
-MODELS = ("cnn", "gpt")
