@@ -11,7 +11,7 @@ from fastc.ir import TensorType, node_type
 from fastc.ir.types import ScalarType
 
 from ..errors import Unsupported
-from .refusals import refuse_dtypes, refuse_empty
+from .refusals import refuse_dtypes, refuse_empty, refuse_overflowing_scalars
 from .subgraph import example_value, size_expr
 
 # Torch dtypes the native target handles, by MLIR element type.
@@ -44,6 +44,7 @@ def describe(kernel) -> dict:
     shape, strides (None when contiguous) and dtype, and whether some input size is symbolic
     (dynamic_inputs). Raises Unsupported for what the target refuses (refusals.py)."""
     refuse_dtypes(kernel)
+    refuse_overflowing_scalars(kernel)
     dynamic_inputs = refuse_empty(kernel)
     params = [_param(n) for n in kernel.inputs]
     out_params, shapes, strides, dtypes = [], [], [], []

@@ -34,6 +34,21 @@ def refuse_dtypes(kernel) -> None:
                                   f"({REFUSED_DTYPES[v.dtype]})")
 
 
+def refuse_overflowing_scalars(kernel) -> None:
+    """A float constant outside a half-precision tensor's range (`x * 1e20` on float16): eager
+    computes in float32 and rounds once (0 * 1e20 = 0), while torch-mlir rounds the constant to
+    the tensor's type first (0 * inf = NaN). Such kernels run as ATen."""
+    for n in kernel.nodes:
+        val = example_value(n)
+        if not isinstance(val, torch.Tensor) or val.dtype not in (torch.float16, torch.bfloat16):
+            continue
+        limit = torch.finfo(val.dtype).max
+        for a in torch.utils._pytree.tree_leaves((n.args, n.kwargs)):
+            if isinstance(a, float) and abs(a) > limit and abs(a) != float("inf"):
+                raise Unsupported(f"{n.name}: constant {a!r} overflows {val.dtype} "
+                                  "(eager computes it in float32)")
+
+
 def refuse_empty(kernel) -> bool:
     """Raises Unsupported for a kernel with a statically empty input or output; returns whether
     some input size is symbolic (then `NativeKernel.run` checks at each call)."""

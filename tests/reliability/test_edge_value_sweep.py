@@ -140,3 +140,16 @@ def test_edge_values_through_every_target(target, extra, dtype):
         check_against_eager(actual, expected, truth, dtype, label)
 
     sweep()
+
+
+@pytest.mark.parametrize("target,extra", TARGETS, ids=[t for t, _ in TARGETS])
+def test_half_times_a_constant_past_its_range(target, extra):
+    """Found by the sweep: eager multiplies float16 by 1e20 in float32 (0 * 1e20 = 0); rounding
+    the constant to float16 first gives 0 * inf = NaN."""
+    if target == "triton-interpret" and os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("Triton's interpreter must be chosen before Python starts (TRITON_INTERPRET=1)")
+    torch._dynamo.reset()
+    x = torch.tensor([0.0, 1e-4, -0.0, 2.0], dtype=torch.float16)
+    fn = SCALAR["mul_1e20"]
+    compiled = torch.compile(fn, backend="fastc", options={"target": target, "on_error": "raise", **extra})
+    torch.testing.assert_close(compiled(x), fn(x), equal_nan=True)

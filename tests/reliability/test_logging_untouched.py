@@ -55,9 +55,10 @@ def test_a_graph_that_runs_eagerly_says_so_without_logging_configured():
 def test_a_kernel_run_as_aten_says_so_once_per_graph():
     r = run_python("""
         import torch
-        c = torch.compile(lambda x: torch.lgamma(x) + 1, backend="fastc", options={"target": "cpu"})
+        # bfloat16 is planned on cpu and refused by its code generator (no __truncsfbf2)
+        c = torch.compile(lambda x: torch.sin(x) * 2 + 1, backend="fastc", options={"target": "cpu"})
         for _ in range(3):
-            c(torch.rand(8) + 1)
+            c(torch.rand(8, dtype=torch.bfloat16))
     """)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stderr.count("run as ATen") == 1, r.stderr[-3000:]
