@@ -58,3 +58,36 @@ def check(fn, args, kind, select=None, dtype=torch.float32, generated=1, symboli
     assert_close(run(*args), fn(*args), dtype)
     assert len(info.kernels) == generated, info.text()
     return run, info
+
+
+def compile_offline(cases: dict, folder, extra_env: dict | None = None) -> dict:
+    """{case: "ok" or the error} from Triton's offline sm_90 compiler for `cases`
+    ({case: (fn, args, kind, options)}); skips the test when no offline compiler is available."""
+    import json
+    import subprocess
+    import sys
+    pytest.importorskip("triton")
+    from fastc.codegen.triton import lower_spec
+    from fastc.ir.kernel_plan import KernelPlan
+    specs, names = [], {}
+    for i, (case, (fn, args, kind, options)) in enumerate(cases.items()):
+        options = dict(options)
+        gm = mark(trace(fn, *args, symbolic=options.pop("symbolic", False)), kind)
+        (kernel,) = KernelPlan.of(gm).kernels
+        kernel.id = i
+        spec = lower_spec(kernel, {"target": "triton", **options})
+        specs.append(spec.to_json())
+        names[case] = spec.name
+    path = folder / "specs.json"
+    path.write_text(json.dumps(specs))
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env.update(extra_env or {})
+    done = subprocess.run([sys.executable, "-m", "fastc.codegen.triton.offline_compile", str(path)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0 or not done.stdout.strip():
+        pytest.skip(f"offline Triton compilation unavailable: {done.stderr[-500:]}")
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    if not any(r == "ok" for r in results.values()) and \
+            all("ptxas" in r or "backend" in r.lower() for r in results.values()):
+        pytest.skip(f"no NVIDIA toolchain for offline compilation: {next(iter(results.values()))[:300]}")
+    return {case: results[name] for case, name in names.items()}

@@ -4,16 +4,12 @@ The interpreter accepts code the compiler rejects (types of loop-carried values,
 this machine has no GPU, so the specs are lowered here for target "triton" and compiled offline
 in a child process with TRITON_INTERPRET off (fastc.codegen.triton.offline_compile).
 """
-import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from codegen_cases import mark, trace
+from codegen_cases import compile_offline
 
 CASES = {
     "pointwise": (lambda x, y: (torch.sigmoid(x * 2 + y).relu() ** 3 - torch.tanh(x) + x.abs() ** 2.5,
@@ -46,31 +42,7 @@ CASES = {
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
-    pytest.importorskip("triton")
-    from fastc.codegen.triton import lower_spec
-    from fastc.ir.kernel_plan import KernelPlan
-    specs, names = [], {}
-    for i, (case, (fn, args, kind, options)) in enumerate(CASES.items()):
-        options = dict(options)
-        gm = mark(trace(fn, *args, symbolic=options.pop("symbolic", False)), kind)
-        (kernel,) = KernelPlan.of(gm).kernels
-        kernel.id = i
-        spec = lower_spec(kernel, {"target": "triton", **options})
-        specs.append(spec.to_json())
-        names[case] = spec.name
-    path = tmp_path_factory.mktemp("offline") / "specs.json"
-    path.write_text(json.dumps(specs))
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["TRITON_DEFAULT_FP_FUSION"] = "1"
-    done = subprocess.run([sys.executable, "-m", "fastc.codegen.triton.offline_compile", str(path)],
-                          env=env, capture_output=True, text=True, timeout=600)
-    if done.returncode != 0 or not done.stdout.strip():
-        pytest.skip(f"offline Triton compilation unavailable: {done.stderr[-500:]}")
-    results = json.loads(done.stdout.strip().splitlines()[-1])
-    if all("ptxas" in r or "backend" in r.lower() for r in results.values() if r != "ok") and \
-            not any(r == "ok" for r in results.values()):
-        pytest.skip(f"no NVIDIA toolchain for offline compilation: {next(iter(results.values()))[:300]}")
-    return {case: results[name] for case, name in names.items()}
+    return compile_offline(CASES, tmp_path_factory.mktemp("offline"), {"TRITON_DEFAULT_FP_FUSION": "1"})
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

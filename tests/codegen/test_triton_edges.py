@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from codegen_cases import NEEDS_INTERPRETER, QUIET_INTERPRETER, assert_close, check, mark, trace
+from codegen_cases import NEEDS_INTERPRETER, QUIET_INTERPRETER, assert_close, check, compile_offline, mark, trace
 
 pytestmark = [NEEDS_INTERPRETER, QUIET_INTERPRETER]
 inf, nan = float("inf"), float("nan")
@@ -267,34 +267,7 @@ GPU_CASES = {
 def compiled_for_gpu(tmp_path_factory):
     """The GPU_CASES lowered for target "triton" and compiled to cubin for sm_90 in a child
     process without the interpreter (as tests/codegen/test_gpu_compile.py does)."""
-    import json
-    import os
-    import subprocess
-    import sys
-    pytest.importorskip("triton")
-    from fastc.codegen.triton import lower_spec
-    from fastc.ir.kernel_plan import KernelPlan
-    specs, names = [], {}
-    for i, (case, (fn, args, kind, options)) in enumerate(GPU_CASES.items()):
-        options = dict(options)
-        gm = mark(trace(fn, *args, symbolic=options.pop("symbolic", False)), kind)
-        (kernel,) = KernelPlan.of(gm).kernels
-        kernel.id = i
-        spec = lower_spec(kernel, {"target": "triton", **options})
-        specs.append(spec.to_json())
-        names[case] = spec.name
-    path = tmp_path_factory.mktemp("offline") / "specs.json"
-    path.write_text(json.dumps(specs))
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    done = subprocess.run([sys.executable, "-m", "fastc.codegen.triton.offline_compile", str(path)],
-                          env=env, capture_output=True, text=True, timeout=600)
-    if done.returncode != 0 or not done.stdout.strip():
-        pytest.skip(f"offline Triton compilation unavailable: {done.stderr[-500:]}")
-    results = json.loads(done.stdout.strip().splitlines()[-1])
-    if not any(r == "ok" for r in results.values()) and \
-            all("ptxas" in r or "backend" in r.lower() for r in results.values()):
-        pytest.skip(f"no NVIDIA toolchain for offline compilation: {next(iter(results.values()))[:300]}")
-    return {case: results[name] for case, name in names.items()}
+    return compile_offline(GPU_CASES, tmp_path_factory.mktemp("offline"), None)
 
 
 @pytest.mark.parametrize("case", sorted(GPU_CASES))
