@@ -18,6 +18,7 @@ import torch.fx as fx
 from torch._decomp import core_aten_decompositions
 from torch._functorch.aot_autograd import aot_module_simplified
 
+from .calibration import Unreachable, graph_calibration
 from .freezing import freezable, is_module_state
 from .graph_compiler import compile_one, describe_error, new_graph_id
 from .options import Options
@@ -33,6 +34,7 @@ def compile_graph(gm: fx.GraphModule, example_inputs: list, opts: Options):
     needs_grad = torch.is_grad_enabled() and any(
         isinstance(x, torch.Tensor) and x.requires_grad for x in example_inputs)
     static = [i for i, x in enumerate(example_inputs) if is_module_state(x)]
+    calibration = _calibration(gm, example_inputs, opts, needs_grad)
 
     def fw_compiler(fw_gm: fx.GraphModule, fw_inputs):
         kind = "forward" if needs_grad else "inference"
@@ -40,7 +42,7 @@ def compile_graph(gm: fx.GraphModule, example_inputs: list, opts: Options):
         if not needs_grad and opts.freeze:
             frozen = freezable(fw_gm, example_inputs, static)
         real_inputs = list(example_inputs) if not needs_grad else None
-        return compile_one(fw_gm, kind, opts, frozen, example_inputs, real_inputs)
+        return compile_one(fw_gm, kind, opts, frozen, example_inputs, real_inputs, calibration=calibration)
 
     def bw_compiler(bw_gm: fx.GraphModule, bw_inputs):
         return compile_one(bw_gm, "backward", opts, [], None, None)
@@ -59,6 +61,22 @@ def compile_graph(gm: fx.GraphModule, example_inputs: list, opts: Options):
         log.warning("fastc: capture failed (%s); running this graph eagerly", reason)
         REPORTS.append(GraphReport(new_graph_id(), "eager", fallback=f"capture failed: {reason}"))
         return gm.forward
+
+
+def _calibration(gm: fx.GraphModule, example_inputs: list, opts: Options, needs_grad: bool):
+    """The user's calibration set as this graph's inputs (a GraphCalibration), or the reason the
+    lossy passes cannot run on this graph (a str); None without lossy passes. A bad calibration
+    set, or lossy passes with gradients required, is the user's error: it raises."""
+    if not opts.lossy:
+        return None
+    if needs_grad:
+        raise ValueError(f"fastc option lossy={opts.lossy!r}: lossy passes rewrite models for inference, "
+                         "and this call requires gradients; call the model under torch.no_grad() or "
+                         "torch.inference_mode(), or drop the lossy option for training")
+    try:
+        return graph_calibration(gm, example_inputs, opts.calibration)
+    except Unreachable as e:
+        return str(e)
 
 
 # Exceptions Dynamo raises through a backend to steer its own tracing (restart the analysis with

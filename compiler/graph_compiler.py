@@ -17,10 +17,11 @@ import torch.fx as fx
 from torch._subclasses.fake_tensor import unset_fake_temporarily
 
 from fastc.costmodel import compile_choices
-from fastc.passes import AccuracyBudget, PassContext
+from fastc.passes import MetricError, PassContext
 
 from .debug_dump import DebugDump
 from .freezing import freeze
+from .lossy_context import lossy_context
 from .frozen_weights import FrozenWeights, Variant
 from .ir.constants import drop_unused_constants, is_constant
 from .options import Options
@@ -42,14 +43,14 @@ def describe_error(e: BaseException) -> str:
 
 
 def compile_one(gm: fx.GraphModule, kind: str, opts: Options, frozen: list[int],
-                 example_inputs, real_inputs):
+                 example_inputs, real_inputs, *, calibration=None):
     # aot_autograd calls us inside its fake mode; passes evaluate real tensors (frozen weights).
     with unset_fake_temporarily():
-        return _compile_real(gm, kind, opts, frozen, example_inputs, real_inputs)
+        return _compile_real(gm, kind, opts, frozen, example_inputs, real_inputs, calibration=calibration)
 
 
 def _compile_real(gm: fx.GraphModule, kind: str, opts: Options, frozen: list[int],
-                  example_inputs, real_inputs, variant_of: int | None = None):
+                  example_inputs, real_inputs, variant_of: int | None = None, calibration=None):
     start = time.perf_counter()
     report = GraphReport(new_graph_id(), kind, nodes_captured=count_ops(gm), frozen_inputs=len(frozen),
                          variant_of=variant_of)
@@ -68,15 +69,17 @@ def _compile_real(gm: fx.GraphModule, kind: str, opts: Options, frozen: list[int
         choices = compile_choices(opts.choices, target=opts.target, kernel_choice=opts.kernel_choice,
                                   autotune=opts.mode.startswith("max-autotune"))
         ctx = PassContext(target=opts.target, choices=choices,
-                          example_inputs=[real_inputs[i] for i in keep] if real_inputs else None,
-                          accuracy_budget=(AccuracyBudget(opts.accuracy_budget)
-                                           if opts.accuracy_budget is not None else None))
+                          example_inputs=[real_inputs[i] for i in keep] if real_inputs else None)
+        if opts.lossy:
+            opts = lossy_context(ctx, gm, opts, calibration, keep, report)
         run_pipeline(gm, opts, report, dump, ctx=ctx)
         if _no_constant_outputs(gm):
             dump.graph("copy-constant-outputs", gm)
         drop_unused_constants(gm)
         dump.constants(gm)
         runner = _generate_code(gm, opts, report, dump, choices)
+    except MetricError:
+        raise  # the user's metric failed, or cannot measure this graph: an option error
     except Exception as e:
         if opts.on_error == "raise":
             raise

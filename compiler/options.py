@@ -40,10 +40,18 @@ class Options:
     #: Compilation mode, from torch.compile's `mode` or this option (torch.compile refuses both
     #: `mode` and `options`): "max-autotune" measures candidate schedules of each generated kernel.
     mode: str = "default"
-    #: The largest relative output error lossy passes (named in `passes`) may add, measured
-    #: against the captured graph on the example inputs; a pass that exceeds it is undone.
-    #: None: lossy passes run unchecked, their cost still measured and reported.
+    #: Lossy passes to run, in order, as a pipeline spec ("shift-add{bits=3}"): nothing lossy
+    #: runs unless named here.
+    lossy: str | None = None
+    #: Input tuples as the model takes them (or a callable returning an iterable of them): the
+    #: first half fits the lossy passes' statistics, the rest measures what they cost.
+    calibration: object = field(default=None, compare=False)
+    #: The largest loss of `accuracy_metric` the lossy passes may cause; each keeps the largest
+    #: set of its rewrites that fits. 0 keeps the graph exact; None: no limit, the cost reported.
     accuracy_budget: float | None = None
+    #: "agreement" (top-1 agreement with the original outputs), "relative-error" (relative L2
+    #: error of the outputs), or a callable metric(model) -> float, higher is better.
+    accuracy_metric: object = field(default="agreement", compare=False)
     #: The preferences object of this compilation (a fastc.costmodel.Choices: which fusions,
     #: schedules, ATen or generated code). None: the process-wide one
     #: (fastc.costmodel.set_default_choices), else what kernel_choice and mode ask for.
@@ -66,6 +74,77 @@ def _require_cuda() -> None:
         raise ValueError("fastc option target='triton' needs a CUDA device, and torch sees none "
                          "(torch.cuda.is_available() is False); valid here: "
                          + ", ".join(t for t in TARGETS if t != "triton"))
+
+
+def lossy_options(options: dict) -> dict:
+    """`lossy`, `calibration`, `accuracy_budget`, `accuracy_metric`, checked together."""
+    out: dict = {}
+    if not any(options.get(k) is not None for k in ("lossy", "calibration", "accuracy_budget", "accuracy_metric")):
+        return out
+    from fastc.passes import METRICS, PASSES, parse_pipeline
+    budget = options.get("accuracy_budget")
+    if budget is not None:
+        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 <= budget < float("inf"):
+            raise _fail("accuracy_budget", budget, "a finite number >= 0 (the largest loss of the "
+                        "accuracy metric), or None")
+        out["accuracy_budget"] = float(budget)
+    metric = options.get("accuracy_metric")
+    if metric is not None:
+        if not callable(metric) and metric not in METRICS:
+            raise _fail("accuracy_metric", metric, ", ".join(f"{m!r}" for m in METRICS)
+                        + " or a callable metric(model) -> float (higher is better)")
+        out["accuracy_metric"] = metric
+    spec = options.get("lossy")
+    if spec is not None:
+        if not isinstance(spec, str):
+            raise _fail("lossy", spec, "a pipeline spec of lossy passes such as 'shift-add{bits=3}'")
+        try:
+            passes = parse_pipeline(spec)
+        except ValueError as e:
+            raise ValueError(f"fastc option lossy={spec!r}: {e}") from None
+        exact = [p.name for p in passes if p.exact]
+        if exact:
+            valid = ", ".join(sorted(n for n, c in PASSES.items() if not c.exact and not n.startswith("test-only")))
+            raise ValueError(f"fastc option lossy={spec!r}: {exact[0]!r} is not a lossy pass "
+                             f"(lossy passes: {valid}; exact ones go in 'passes')")
+        if passes:
+            out["lossy"] = spec
+    named = "lossy" in out
+    for key in ("calibration", "accuracy_budget", "accuracy_metric"):
+        if options.get(key) is not None and not named:
+            raise ValueError(f"fastc option {key} is given but no lossy pass is named in option 'lossy' "
+                             f"(only lossy passes use {key})")
+    calibration = options.get("calibration")
+    if named and calibration is None:
+        raise ValueError(f"fastc option lossy={spec!r} needs option 'calibration': a list of input tuples "
+                         "as the model takes them, e.g. [(x1,), (x2,)] (some fit the passes, the rest "
+                         "measure their cost)")
+    if calibration is not None:
+        if not callable(calibration):
+            check_calibration(calibration)
+        out["calibration"] = calibration
+    return out
+
+
+def check_calibration(calibration) -> list[tuple]:
+    """The calibration set as a list of tuples; a clear error naming the option otherwise."""
+    if isinstance(calibration, (str, bytes)) or not hasattr(calibration, "__iter__"):
+        raise ValueError(f"fastc option calibration={_short(calibration)} is not valid (valid: a list of input "
+                         "tuples such as [(x1,), (x2,)], or a callable returning an iterable of them)")
+    items = list(calibration)
+    if len(items) < 2:
+        raise ValueError(f"fastc option calibration has {len(items)} input tuple(s): it needs at least 2 "
+                         "(the first half fits the lossy passes, the rest measures their cost)")
+    for i, item in enumerate(items):
+        if not isinstance(item, (tuple, list)):
+            raise ValueError(f"fastc option calibration[{i}] is a {type(item).__name__}, not a tuple of "
+                             "inputs: write [(x1,), (x2,)] for a model taking one input")
+    return [tuple(item) for item in items]
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def make_options(options: dict | None = None, mode: str | None = None) -> Options:
@@ -106,11 +185,6 @@ def make_options(options: dict | None = None, mode: str | None = None) -> Option
     if on_error not in ON_ERROR:
         raise _fail("on_error", on_error, ", ".join(ON_ERROR))
     kwargs["on_error"] = on_error
-    if "accuracy_budget" in options and options["accuracy_budget"] is not None:
-        budget = options["accuracy_budget"]
-        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 <= budget < float("inf"):
-            raise _fail("accuracy_budget", budget, "a finite number >= 0 (relative output error), or None")
-        kwargs["accuracy_budget"] = float(budget)
     if options.get("choices") is not None:
         from fastc.costmodel import Choices
         if not isinstance(options["choices"], Choices):
@@ -122,10 +196,15 @@ def make_options(options: dict | None = None, mode: str | None = None) -> Option
         if not isinstance(options["passes"], str):
             raise _fail("passes", options["passes"], "a pipeline spec string such as 'dead-code,cse'")
         try:
-            parse_pipeline(options["passes"])
+            passes = parse_pipeline(options["passes"])
         except ValueError as e:
             raise ValueError(f"fastc option passes={options['passes']!r}: {e}") from None
+        lossy = [p.name for p in passes if not p.exact]
+        if lossy:
+            raise ValueError(f"fastc option passes={options['passes']!r}: {lossy[0]!r} is lossy; name lossy "
+                             "passes in the 'lossy' option (with 'calibration' and 'accuracy_budget')")
         kwargs["passes"] = options["passes"]
+    kwargs.update(lossy_options(options))
     if "disable" in options:
         from fastc.passes import PASSES
         disable = options["disable"]

@@ -14,16 +14,27 @@ def default_pipeline(opts: Options) -> list[Pass]:
         FoldConstants(),          # precompute ops over frozen weights
         CommonSubexpressions(),   # merge repeated pure ops
         DeadCode(),               # drop what nothing uses
+        *lossy_passes(opts),      # opt-in, within the accuracy budget: shift-add, ...
         PlanKernels(),            # group ops into kernels (marks only; how far: ctx.choices)
     ]
     return passes
 
 
+def lossy_passes(opts: Options) -> list[Pass]:
+    """The lossy passes the user named (option `lossy`), in their order."""
+    return parse_pipeline(opts.lossy) if opts.lossy else []
+
+
 def requested_passes(opts: Options) -> frozenset[str]:
-    """The passes the user named (in `passes`): the only ones a lossy pass may be."""
-    return frozenset(p.name for p in parse_pipeline(opts.passes)) if opts.passes is not None else frozenset()
+    """The passes the user named in `lossy`: the only ones a lossy pass may be."""
+    return frozenset(p.name for p in lossy_passes(opts))
 
 
 def pipeline_for(opts: Options) -> list[Pass]:
-    passes = parse_pipeline(opts.passes) if opts.passes is not None else default_pipeline(opts)
+    if opts.passes is None:
+        passes = default_pipeline(opts)
+    else:  # the user's exact passes, the lossy ones before kernel planning
+        passes = parse_pipeline(opts.passes)
+        at = next((i for i, p in enumerate(passes) if isinstance(p, PlanKernels)), len(passes))
+        passes[at:at] = lossy_passes(opts)
     return [p for p in passes if p.name not in opts.disable]

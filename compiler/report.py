@@ -47,6 +47,9 @@ class GraphReport:
     #: Every timing the choices object took (MeasuredChoices, at a kernel's first call per
     #: problem): the kernel's features, the candidate ("aten" or a schedule), ms, the machine.
     measurements: list[dict] = field(default_factory=list)
+    #: Per lossy pass that ran (lossy_search.LossyRecord): what it rewrote and left out, the
+    #: metric before and after, weight bytes and speed before and after.
+    lossy: list = field(default_factory=list)
 
     def text(self) -> str:
         lines = [f"graph {self.graph_id} ({self.kind}): {self.nodes_captured} -> {self.nodes_final} "
@@ -67,6 +70,8 @@ class GraphReport:
             if p.note:
                 line += f"  {p.note}"
             lines.append(line)
+        for record in self.lossy:
+            lines += ["  " + line for line in record.text().splitlines()]
         top = sorted(self.ops_final.items(), key=lambda kv: (-kv[1], kv[0]))
         lines.append("  ops: " + ", ".join(f"{k} x{v}" for k, v in top))
         if self.kernels:

@@ -6,8 +6,8 @@
 measure() captures the model as one frozen inference graph (frozen_graph.py), evaluates it,
 then for each seed runs the pipeline over a copy through fastc's pass manager and evaluates the
 result. Every pass named in the spec counts as named by the user, so lossy passes run; the pass
-manager measures each one's output error on the calibration inputs (and undoes it past
-`accuracy_budget`). Calibration inputs are a fixed slice of the training inputs, never the
+manager measures each one's relative L2 output error on the calibration inputs (and keeps the
+largest set of its rewrites within `accuracy_budget`). Calibration inputs are a fixed slice of the training inputs, never the
 evaluation split. The report holds the metrics before and after (mean and spread over seeds),
 the weights the graph holds (elements, nonzero, bytes) before and after, and per pass its
 rewrites and output error.
@@ -28,7 +28,7 @@ from torch import nn
 
 from fastc.ir.constants import drop_unused_constants
 from fastc.pass_manager import run_passes
-from fastc.passes import AccuracyBudget, Pass, PassContext, parse_pipeline
+from fastc.passes import AccuracyCheck, Pass, PassContext, RelativeError, parse_pipeline
 from fastc.report import GraphReport
 
 from . import zoo
@@ -60,7 +60,7 @@ class Report:
     weights_before: dict
     weights_after: dict               # from the first seed's rewritten graph
     #: Per pass of the first seed: {"pass", "exact", "rewrites", "error" (of a lossy pass: the
-    #: output error of the graph so far against the captured one, on the calibration inputs),
+    #: relative L2 output error it added, on the calibration inputs),
     #: "note" (left out, undone)}.
     pass_costs: list[dict] = field(default_factory=list)
     calibration_samples: int = 0
@@ -119,8 +119,8 @@ def measure(model: str | nn.Module, passes: str | list[Pass] = "", *,
     calibration: how many calibration samples the passes get (the first training inputs).
     seeds: one run per seed; each sets the `seed` option of the passes that have one (and seeds
     torch). Metrics are reported as mean and std over the runs.
-    accuracy_budget: the largest output error lossy passes may add (see fastc.passes.accuracy);
-    a pass past it is undone. None: no limit.
+    accuracy_budget: the largest relative L2 output error each lossy pass may add (see
+    fastc.passes.metrics); each keeps the largest set of its rewrites within it. None: no limit.
     """
     start = time.time()
     pipeline = parse_pipeline(passes) if isinstance(passes, str) else list(passes)
@@ -156,14 +156,16 @@ def measure(model: str | nn.Module, passes: str | list[Pass] = "", *,
     if metric not in before:
         raise ValueError(f"metric '{metric}' is not reported by eval_fn (valid: {', '.join(before)})")
 
-    budget = None if accuracy_budget is None else AccuracyBudget(accuracy_budget)
+    if accuracy_budget is not None:
+        AccuracyCheck(RelativeError([[calib]]), accuracy_budget)  # checks the number before any work
     per_seed, weights_after, costs = [], None, None
     for seed in seeds:
         torch.manual_seed(seed)
         gm = fx.GraphModule(graph, copy.deepcopy(graph.graph))
         record = GraphReport(0, "inference")
         ctx = PassContext(target="aten", example_inputs=[calib], calibration_inputs=[[calib]],
-                          accuracy_budget=budget, requested=frozenset(p.name for p in pipeline))
+                          held_out_inputs=[[calib]], accuracy=AccuracyCheck(RelativeError([[calib]]), accuracy_budget),
+                          requested=frozenset(p.name for p in pipeline))
         run_passes(gm, [_with_seed(p, seed) for p in pipeline], record, ctx=ctx)
         drop_unused_constants(gm)
         per_seed.append(eval_fn(GraphModel(gm, base)))

@@ -64,7 +64,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--calibration", type=positive_int, metavar="N",
                    help="calibration samples from the training split (default: the harness's, 64)")
     p.add_argument("--accuracy-budget", type=float, metavar="ERROR",
-                   help="undo a lossy pass whose relative output error exceeds this")
+                   help="the largest relative L2 output error each lossy pass may add (it keeps the rewrites that fit)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--train", metavar="MODEL", choices=list(zoo.REFERENCE), help="retrain a reference model")
     p.add_argument("--steps", type=positive_int, help="with --train: override the number of training steps")

@@ -1,7 +1,9 @@
 """fastc's graph passes. Each is a small declared unit (see base.py), registered by name."""
-from .accuracy import AccuracyBudget, output_error
+from .accuracy import output_error
 from .base import PASSES, Pass, make_pass, parse_pipeline, register
 from .context import PassContext
+from .lossy import LossyPass, Proposal
+from .metrics import METRICS, AccuracyCheck, Agreement, MetricError, RelativeError, UserMetric
 from .common_subexpressions import CommonSubexpressions
 from .dead_code import DeadCode
 from .fold_batchnorm import FoldBatchNorm
@@ -9,7 +11,8 @@ from .fold_constants import FoldConstants
 from .remove_noops import RemoveNoops
 
 __all__ = [
-    "PASSES", "AccuracyBudget", "Pass", "PassContext", "make_pass", "output_error", "parse_pipeline", "register",
+    "PASSES", "METRICS", "AccuracyCheck", "Agreement", "LossyPass", "MetricError", "Pass", "Proposal",
+    "RelativeError", "UserMetric", "PassContext", "make_pass", "output_error", "parse_pipeline", "register",
     "CommonSubexpressions", "DeadCode", "FoldBatchNorm", "FoldConstants", "RemoveNoops",
 ]
 from .plan_kernels import PlanKernels  # noqa: E402
@@ -21,9 +24,10 @@ from .add_weight_noise import AddWeightNoise  # noqa: E402
 from .prune_magnitude import PruneMagnitude  # noqa: E402
 from .recalibrate_batchnorm import RecalibrateBatchNorm  # noqa: E402
 from .round_weights import RoundWeights  # noqa: E402
+from .shift_add import ShiftAdd  # noqa: E402
 from .zero_weights import ZeroWeights  # noqa: E402
 
-__all__ += ["AddWeightNoise", "PruneMagnitude", "RecalibrateBatchNorm", "RoundWeights", "ZeroWeights"]
+__all__ += ["AddWeightNoise", "PruneMagnitude", "RecalibrateBatchNorm", "RoundWeights", "ShiftAdd", "ZeroWeights"]
 
 # Legalisation for torch-mlir: the cpu target runs these on each kernel's graph (codegen/cpu/stages.py).
 from .spell_out_tanh_gelu import SpellOutTanhGelu  # noqa: E402

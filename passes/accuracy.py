@@ -1,5 +1,6 @@
-"""How far a rewritten graph's outputs are from the original's: the one comparison behind
-`verify` (exact passes must stay within rounding) and the accuracy budget of lossy passes.
+"""How far a rewritten graph's outputs are from the original's: the comparison behind `verify`
+(exact passes must stay within rounding). Lossy passes are held to the user's metric instead
+(metrics.py).
 
 The error of one output is its largest absolute difference divided by the largest magnitude of
 the reference (a relative error of the whole tensor, so zeros in the reference do not blow it
@@ -9,22 +10,11 @@ is the largest over its outputs and input batches.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 
 #: What an exact pass may change: rounding (reassociation, a folded constant).
 EXACT_TOLERANCE = 1e-4
-
-
-@dataclass(frozen=True)
-class AccuracyBudget:
-    """The largest relative output error (as measured by `output_error`) lossy passes may add."""
-    max_error: float
-
-    def __post_init__(self):
-        if not (isinstance(self.max_error, (int, float)) and self.max_error >= 0 and math.isfinite(self.max_error)):
-            raise ValueError(f"accuracy budget {self.max_error!r} is not valid (expected a finite number >= 0)")
 
 
 def tensor_error(expected: torch.Tensor, actual: torch.Tensor) -> float:

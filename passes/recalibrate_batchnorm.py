@@ -33,7 +33,7 @@ class RecalibrateBatchNorm(Pass):
     exact = False
 
     def run(self, gm: fx.GraphModule, ctx: PassContext) -> int:
-        batches = ctx.inputs_for_measuring()
+        batches = ctx.inputs_for_fitting()
         norms = {n for n in gm.graph.nodes if _recalibratable(n)}
         if not batches or not norms or any(n.op in ("call_module", "call_method") for n in gm.graph.nodes):
             return 0

@@ -12,7 +12,8 @@ from .quantize import bcq_quantize
 from .reference import reference_linear
 from .round_to_nearest import rtn_dequantized
 from .storage import load_packed, save_packed
+from .torch_op import bcq_linear_cpu, native_max_rows  # registers torch.ops.fastc.bcq_linear
 
-__all__ = ["BCQWeight", "PackedBCQ", "bcq_linear", "bcq_quantize", "dequantize",
-           "load_packed", "pack", "reference_linear", "rtn_dequantized", "save_packed",
+__all__ = ["BCQWeight", "PackedBCQ", "bcq_linear", "bcq_linear_cpu", "bcq_quantize", "dequantize",
+           "load_packed", "native_max_rows", "pack", "reference_linear", "rtn_dequantized", "save_packed",
            "to_power_of_two_terms", "unpack"]

@@ -21,8 +21,8 @@ ALLOWED = {
     "ir": {"ir"},
     "kernels": {"kernels"},
     "costmodel": {"costmodel", "ir"},
-    "passes": {"passes", "costmodel", "ir"},
-    "codegen": {"codegen", "passes", "costmodel", "ir"},
+    "passes": {"passes", "costmodel", "ir", "kernels"},
+    "codegen": {"codegen", "passes", "costmodel", "ir", "kernels"},
     "compiler": {"compiler", "passes", "costmodel", "codegen", "ir", "kernels"},
 }
 
