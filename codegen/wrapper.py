@@ -101,8 +101,17 @@ def compile_planned(gm: fx.GraphModule, target: str = "triton-interpret", *, opt
         info, plan, generated = _compile_triton(gm, target, options, strict=strict)
     info.choices = choices
     runner = _Runner(gm, plan, generated, info, strict, choices=choices, autotune=autotune,
-                     aten_candidate=target == "cpu" and choose == "measure")
+                     aten_candidate=target == "cpu" and choose == "measure",
+                     library=_library_calls(gm, choices, info) if target == "cpu" else {})
     return runner, info
+
+
+def _library_calls(gm, choices, info) -> dict:
+    """Library ops with implementations to choose among (library_calls.py), when the graph has any."""
+    if not any(n.op == "call_function" and str(n.target) == "fastc.bcq_linear.default" for n in gm.graph.nodes):
+        return {}
+    from .library_calls import library_calls
+    return library_calls(gm, choices, info)
 
 
 def _compile_triton(gm, target: str, options: dict | None, *, strict: bool):
@@ -161,7 +170,7 @@ class _Runner:
     use (so peak memory stays near eager's); no per-op interpretation happens at run time."""
 
     def __init__(self, gm, plan, generated, info, strict: bool = False, *, choices: Choices,
-                 autotune: bool = False, aten_candidate: bool = False):
+                 autotune: bool = False, aten_candidate: bool = False, library: dict | None = None):
         self.gm, self.generated, self.info, self.strict = gm, generated, info, strict
         self.choices, self.autotune, self.aten_candidate = choices, autotune, aten_candidate
         self.steps = _steps(gm, plan)
@@ -173,7 +182,7 @@ class _Runner:
         self._call_state = threading.local()
         self.lock = threading.RLock()   # guards first calls (measuring, settling, demotion)
         self.calls = {k.id: _KernelCall(self, k) for k in plan.kernels}
-        self.module = _call_graph(gm, self.steps, self.calls)
+        self.module = _call_graph(gm, self.steps, self.calls, library or {})
         self.code = self.module.forward  # not nn.Module.__call__: no hooks to run
 
     @property
@@ -341,8 +350,9 @@ class _KernelCall:
             self._fast = g.bound(choice)
 
 
-def _call_graph(gm, steps, calls) -> fx.GraphModule:
-    """`gm` with each kernel's ops replaced by one call of `calls[kernel.id]`, in `steps` order."""
+def _call_graph(gm, steps, calls, library: dict) -> fx.GraphModule:
+    """`gm` with each kernel's ops replaced by one call of `calls[kernel.id]`, and each node in
+    `library` by a call of its callable, in `steps` order."""
     import operator
     graph = fx.Graph()
     env: dict = {}
@@ -352,6 +362,8 @@ def _call_graph(gm, steps, calls) -> fx.GraphModule:
     for step in steps:
         if isinstance(step, fx.Node):
             env[step] = graph.node_copy(step, lambda a: env[a])
+            if step in library:
+                env[step].target = library[step]
             continue
         call = graph.call_function(calls[step.id], tuple(env[a] for a in step.inputs))
         call.name = step.name

@@ -10,7 +10,9 @@ measures the metric on the held-out calibration batches. The search assumes a lo
 costs at least as much as a shorter one (the proposals are sorted so); the prefix it keeps was
 measured within the budget whether or not that holds. A budget of 0 keeps nothing.
 
-The record says what was rewritten and what was left out, the metric before and after, the
+The budget holds for the lossy passes together: every loss is measured against the graph before
+the first of them. The record says what was rewritten and what was left out, the metric before
+and after (of the graph before and after this pass), the loss after it (against the original), the
 weight bytes before and after and the graph's speed before and after (median of timed runs of
 the graph's ATen ops on a held-out batch).
 """
@@ -83,7 +85,8 @@ def run_lossy(gm: fx.GraphModule, p: Pass, ctx: PassContext) -> LossyRecord:
     record.ms_before = _time(gm, batch)
     if check is not None:
         record.metric, record.budget = check.metric.name, check.budget
-        record.metric_before = check.metric.start(gm)
+        check.baseline_of(gm)  # the graph before the first lossy pass
+        record.metric_before = check.metric.value(gm)
     pending = proposals_of(p, gm, ctx)
     if not pending:
         record.note = "nothing to rewrite"
@@ -97,7 +100,7 @@ def run_lossy(gm: fx.GraphModule, p: Pass, ctx: PassContext) -> LossyRecord:
         trial.graph.lint()
         trial.recompile()
         record.tries += 1
-        return check.metric.loss(record.metric_before, check.metric.value(trial))
+        return check.loss(trial)[1]
 
     rounds = 0
     while pending:
@@ -130,8 +133,7 @@ def run_lossy(gm: fx.GraphModule, p: Pass, ctx: PassContext) -> LossyRecord:
     record.weight_bytes_after = constant_bytes(gm)
     record.ms_after = _time(gm, batch)
     if check is not None:
-        record.metric_after = check.metric.value(gm)
-        record.loss = check.metric.loss(record.metric_before, record.metric_after)
+        record.metric_after, record.loss = check.loss(gm)
     if not kept and record.left_out and record.note is None:
         record.note = (f"left out: even its least sensitive rewrite ({record.left_out[0]}) costs more "
                        f"{record.metric} than the budget {check.budget:g}")

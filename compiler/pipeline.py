@@ -10,11 +10,12 @@ from .options import Options
 def default_pipeline(opts: Options) -> list[Pass]:
     passes = [
         RemoveNoops(),            # views, permutes and copies that change nothing
+        *lossy_passes(opts),      # opt-in, within the accuracy budget: shift-add, ... (before
+                                  # folding: recalibrate-batchnorm needs the batch norms)
         FoldBatchNorm(),          # eval-mode BatchNorm into the conv / linear before it
         FoldConstants(),          # precompute ops over frozen weights
         CommonSubexpressions(),   # merge repeated pure ops
         DeadCode(),               # drop what nothing uses
-        *lossy_passes(opts),      # opt-in, within the accuracy budget: shift-add, ...
         PlanKernels(),            # group ops into kernels (marks only; how far: ctx.choices)
     ]
     return passes
@@ -33,8 +34,8 @@ def requested_passes(opts: Options) -> frozenset[str]:
 def pipeline_for(opts: Options) -> list[Pass]:
     if opts.passes is None:
         passes = default_pipeline(opts)
-    else:  # the user's exact passes, the lossy ones before kernel planning
+    else:  # the user's exact passes, the lossy ones first (after a leading remove-noops)
         passes = parse_pipeline(opts.passes)
-        at = next((i for i, p in enumerate(passes) if isinstance(p, PlanKernels)), len(passes))
+        at = 1 if passes and isinstance(passes[0], RemoveNoops) else 0
         passes[at:at] = lossy_passes(opts)
     return [p for p in passes if p.name not in opts.disable]

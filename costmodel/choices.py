@@ -5,7 +5,9 @@ Legality enumerates; a `Choices` object ranks. plan-kernels offers each legal fu
 asks for the schedule a kernel runs under when nothing is measured (`schedule`), whether a
 schedule is worth building before it is asked for (`build_up_front`), and which of a kernel's
 legal candidates (ATen, or generated code under each candidate schedule) runs at a problem
-(`choose`). Every hook is handed the features of its candidate (features.py). A choices object
+(`choose`; also which implementation of a library op such as fastc.bcq_linear runs: kind
+"library", candidates named in the library's order of preference). Every hook is handed the
+features of its candidate (features.py). A choices object
 may refuse a legal candidate; it is never asked about an illegal one, so swapping it changes
 which code runs, never what it computes.
 

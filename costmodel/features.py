@@ -111,14 +111,16 @@ def problem_key(inputs) -> tuple:
 
 
 def candidate_record(candidate) -> str | dict:
-    """A candidate as JSON: "aten", or a schedule's fields."""
-    return ATEN if candidate == ATEN else asdict(candidate)
+    """A candidate as JSON: "aten", a library implementation's name, or a schedule's fields."""
+    return candidate if isinstance(candidate, str) else asdict(candidate)
 
 
 def candidate_text(candidate) -> str:
     """A short human description: ATen; native, 1 thread / threads, tile N; or Triton blocks."""
     if candidate == ATEN:
         return "ATen"
+    if isinstance(candidate, str):  # a library op's implementation (kind "library")
+        return candidate
     s: Schedule = candidate
     if s.XBLOCK == 0:  # a native CPU schedule
         return ("native, threads" + (f", tile {s.tile}" if s.tile else "")) if s.parallel else "native, 1 thread"

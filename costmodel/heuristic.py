@@ -63,7 +63,10 @@ class HeuristicChoices(Choices):
 
     def choose(self, k: KernelFeatures, candidates: Sequence, run: Callable | None = None,
                records: list | None = None):
-        """The rules' schedule: generated code, never ATen, nothing measured."""
+        """The rules' schedule: generated code, never ATen, nothing measured. A library op's
+        implementations (kind "library") come in the library's order of preference: the first."""
+        if k.kind == "library":
+            return candidates[0]
         pick = self.schedule(k)
         if pick in candidates:
             return pick

@@ -150,9 +150,24 @@ class UserMetric(Metric):
 
 @dataclass
 class AccuracyCheck:
-    """A metric and the largest loss of it lossy passes may add (None: no limit, cost reported)."""
+    """A metric and the largest loss of it the lossy passes together may cause (None: no limit,
+    the cost reported). The loss is always against the graph before the first lossy pass."""
     metric: Metric
     budget: float | None = None
+    #: The metric of the graph before the first lossy pass (set by `baseline_of`).
+    baseline: float | None = None
+
+    def baseline_of(self, gm: fx.GraphModule) -> float:
+        """The original graph's metric: measured on the first call (the graph before any lossy
+        pass), remembered after."""
+        if self.baseline is None:
+            self.baseline = self.metric.start(gm)
+        return self.baseline
+
+    def loss(self, gm: fx.GraphModule) -> tuple[float, float]:
+        """(the metric of `gm`, its loss against the original graph)."""
+        value = self.metric.value(gm)
+        return value, self.metric.loss(self.baseline, value)
 
     def __post_init__(self):
         b = self.budget

@@ -10,7 +10,7 @@ import torch
 
 from fastc.ir import parse_graph, print_graph
 from fastc.pass_manager import run_passes
-from fastc.passes import PassContext, RecalibrateBatchNorm
+from fastc.passes import AccuracyCheck, PassContext, RecalibrateBatchNorm, RelativeError
 from fastc.report import GraphReport
 
 GRAPH = """
@@ -49,11 +49,12 @@ gm = parse_graph(GRAPH)
 print("without inputs:", pass_.run(gm, PassContext()))
 # CHECK: without inputs: 0
 
-# Through the pass manager: a lossy pass runs only when named, and its cost (the output error
-# against the graph before it, on the calibration inputs) is measured.
+# Through the pass manager: a lossy pass runs only when named, and its cost (the relative L2
+# output error against the graph before it, on held-out inputs) is measured.
 for requested in (frozenset(), frozenset({"recalibrate-batchnorm"})):
     gm = parse_graph(GRAPH)
-    ctx = PassContext(calibration_inputs=batches, requested=requested)
+    ctx = PassContext(calibration_inputs=batches, held_out_inputs=batches, requested=requested,
+                      accuracy=AccuracyCheck(RelativeError(batches)))
     report = GraphReport(0, "inference")
     run_passes(gm, [pass_], report, ctx=ctx)
     record = report.passes[0]
