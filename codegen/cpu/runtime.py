@@ -8,7 +8,6 @@ pointers into it: no tensor data is copied, strides are passed as they are.
 from __future__ import annotations
 
 import ctypes
-import glob
 import logging
 import os
 import sys
@@ -17,36 +16,9 @@ import threading
 
 import torch
 
+from fastc.kernels.openmp import openmp_library  # one finder for every native kernel
+
 log = logging.getLogger("fastc")
-
-_OMP: list = []
-
-
-def openmp_library() -> str | None:
-    """Path of an OpenMP runtime with the `__kmpc_*` entry points MLIR's OpenMP lowering calls
-    (libiomp5 from the `intel-openmp` package, or LLVM's libomp), or None: then kernels run on
-    one thread. FASTC_OPENMP_LIB names one explicitly; FASTC_OPENMP_LIB="" turns threads off."""
-    if _OMP:
-        return _OMP[0]
-    path = os.environ.get("FASTC_OPENMP_LIB")
-    if path is None:
-        roots = {sys.prefix, sys.base_prefix, os.path.dirname(os.path.dirname(sys.executable)), "/usr"}
-        found = [p for r in sorted(roots) for name in ("libiomp5.so", "libomp.so", "libomp.so.5")
-                 for p in glob.glob(os.path.join(r, "lib*", name)) + glob.glob(os.path.join(r, "lib", "*", name))]
-        path = found[0] if found else ""
-        if not path:
-            log.info("fastc: no OpenMP runtime found (pip install intel-openmp); native kernels run on one thread")
-    if path:
-        # Idle OpenMP threads of this runtime would spin against ATen's own thread pool.
-        os.environ.setdefault("KMP_BLOCKTIME", "0")
-        try:
-            ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
-        except OSError as e:
-            log.warning("fastc: cannot load OpenMP runtime %s (%s); native kernels run on one thread", path, e)
-            path = ""
-    _OMP.append(path or None)
-    return _OMP[0]
-
 
 def threads() -> int:
     return max(1, torch.get_num_threads())

@@ -23,11 +23,18 @@ def target_name(target) -> str:
     return f"{module}.{target.__qualname__}"
 
 
+def _register_fastc_ops() -> None:
+    """fastc's own ops (torch.ops.fastc.*) are registered by the kernels that implement them."""
+    import fastc.kernels.bcq  # noqa: F401  (registers fastc.bcq_linear)
+
+
 def resolve_target(name: str):
     """The callable a printed target name stands for; raises LookupError if there is none."""
     if name == "getitem":
         return operator.getitem
     parts = name.split(".")
+    if parts[0] == "fastc" and len(parts) == 3:
+        _register_fastc_ops()
     if parts[0] == "higher_order" and len(parts) == 2:
         return getattr(torch.ops.higher_order, parts[1])
     if len(parts) == 3 and hasattr(torch.ops, parts[0]) and parts[0] not in ("torch", "operator", "math"):

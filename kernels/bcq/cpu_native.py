@@ -17,15 +17,13 @@ imported on the first build, never at import time.
 from __future__ import annotations
 
 import ctypes
-import glob
 import logging
-import os
-import sys
 import threading
 import weakref
 
 import torch
 
+from ..openmp import openmp_library
 from . import cpu_native_ir
 from .cpu_native_ir import Unsupported, padded_out
 
@@ -52,32 +50,7 @@ class NativeUnavailable(RuntimeError):
 
 _LOCK = threading.RLock()
 _KERNELS: dict = {}      # specialisation key -> _Kernel, or the NativeUnavailable it raised
-_OMP: list = []
 _PADDED: dict = {}       # (id(bits), id(scales), vl) -> (weakref(bits), weakref(scales), bits, scales)
-
-
-def openmp_library() -> str | None:
-    """An OpenMP runtime with the `__kmpc_*` entry points MLIR's OpenMP lowering calls (libiomp5
-    from `intel-openmp`, or LLVM's libomp), loaded globally; None: kernels run on one thread.
-    FASTC_OPENMP_LIB names one explicitly, FASTC_OPENMP_LIB="" turns threads off."""
-    with _LOCK:
-        if _OMP:
-            return _OMP[0]
-        path = os.environ.get("FASTC_OPENMP_LIB")
-        if path is None:
-            roots = sorted({sys.prefix, sys.base_prefix, os.path.dirname(os.path.dirname(sys.executable)), "/usr"})
-            found = [p for r in roots for lib in ("libiomp5.so", "libomp.so", "libomp.so.5")
-                     for p in glob.glob(os.path.join(r, "lib*", lib)) + glob.glob(os.path.join(r, "lib", "*", lib))]
-            path = found[0] if found else ""
-        if path:
-            os.environ.setdefault("KMP_BLOCKTIME", "0")   # idle threads must not spin against ATen's
-            try:
-                ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
-            except OSError as e:
-                log.warning("fastc: cannot load OpenMP runtime %s (%s); BCQ kernels run on one thread", path, e)
-                path = ""
-        _OMP.append(path or None)
-        return _OMP[0]
 
 
 def lowering_pipeline(threads: int) -> str:
@@ -155,15 +128,24 @@ def kernel_for(bits: int, in_features: int, out_features: int, group_size: int, 
         raise NativeUnavailable(f"native BCQ kernel: scales must be fp16 or fp32, got {scale_dtype}")
     threads = _threads()
     key = (bits, in_features, out_features, group_size, scale_dtype, bool(has_bias), vl, rows, threads)
+    return _cached(key, threads, "bcq_linear", [2, 3, 3] + ([1] if has_bias else []) + [2],
+                   lambda: cpu_native_ir.module_text(bits, in_features, out_features, group_size,
+                                                     _scale_type(scale_dtype), has_bias, vl=vl, rows=rows))
+
+
+def _scale_type(scale_dtype: torch.dtype) -> str:
+    return "f16" if scale_dtype == torch.float16 else "f32"
+
+
+def _cached(key, threads: int, entry: str, ranks: list[int], text) -> _Kernel:
+    """The kernel built from `text()` for `key`, built once per process (a failure to build is
+    remembered too, and raised as NativeUnavailable each time)."""
     with _LOCK:
         found = _KERNELS.get(key)
         if found is None:
             try:
-                text = cpu_native_ir.module_text(bits, in_features, out_features, group_size,
-                                                 "f16" if scale_dtype == torch.float16 else "f32",
-                                                 has_bias, vl=vl, rows=rows)
                 libs = [openmp_library()] if threads > 1 else []
-                found = _Kernel(key, text, threads, libs, "bcq_linear", [2, 3, 3] + ([1] if has_bias else []) + [2])
+                found = _Kernel(key, text(), threads, libs, entry, ranks)
             except Unsupported as e:
                 found = NativeUnavailable(str(e))
             except NativeUnavailable as e:
@@ -252,22 +234,9 @@ def dequantize_kernel_for(bits: int, in_features: int, out_features: int, group_
         raise NativeUnavailable(f"native BCQ dequantize: scales must be fp16 or fp32, got {scale_dtype}")
     threads = _threads()
     key = ("dequant", bits, in_features, out_features, group_size, scale_dtype, vl, threads)
-    with _LOCK:
-        found = _KERNELS.get(key)
-        if found is None:
-            try:
-                text = cpu_native_ir.dequant_module_text(bits, in_features, out_features, group_size,
-                                                         "f16" if scale_dtype == torch.float16 else "f32", vl=vl)
-                libs = [openmp_library()] if threads > 1 else []
-                found = _Kernel(key, text, threads, libs, "bcq_dequant_t", [3, 3, 2])
-            except Unsupported as e:
-                found = NativeUnavailable(str(e))
-            except NativeUnavailable as e:
-                found = e
-            _KERNELS[key] = found
-    if isinstance(found, NativeUnavailable):
-        raise found
-    return found
+    return _cached(key, threads, "bcq_dequant_t", [3, 3, 2],
+                   lambda: cpu_native_ir.dequant_module_text(bits, in_features, out_features, group_size,
+                                                             _scale_type(scale_dtype), vl=vl))
 
 
 def native_dequantize_t(bits: torch.Tensor, scales: torch.Tensor, group_size: int,
