@@ -45,6 +45,7 @@ from torch import nn
 from fastc.costmodel.machine import cpu_name
 from fastc.kernels.bcq import rtn_dequantized
 from fastc_eval import measure, zoo
+from fastc_eval.data import stdlib_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 GROUP_SIZE = 128          # the pass's default; layers it does not divide get a smaller group (see groups())
@@ -107,6 +108,7 @@ def run_model(name: str, bits_list, log) -> dict:
     for n, m, g in layers:
         groups.setdefault(f"{m.in_features} in -> group {g}", []).append(n)
 
+    measure(name, "")  # warm-up: loads the data and the weights into caches, so the next one times only the work
     baseline = measure(name, "")
     before = baseline.before[spec.metric]
     log(f"{name}: {spec.metric} fp32 {before:.4f}; {len(layers)}/{len(all_linears)} Linear layers matched, "
@@ -155,6 +157,29 @@ def run_model(name: str, bits_list, log) -> dict:
             "weights": sum(m.weight.numel() for _, m, _ in layers), "rows": rows}
 
 
+# -- ablations: which part of shift-add buys what --------------------------------------------------
+ABLATIONS = [
+    ("activation-aware only", "shift-add{{bits={bits},mixed=false,activation_aware=true}}", {}),
+    ("mixed only", "shift-add{{bits={bits},mixed=true,activation_aware=false}}", {}),
+    ("shift-add, rounds=30", "shift-add{{bits={bits},rounds=30}}", {}),
+    ("shift-add, 256 calibration windows", "shift-add{{bits={bits}}}", {"calibration": 256}),
+]
+
+
+def run_ablations(name: str, bits: int, log) -> list[dict]:
+    spec = zoo.reference(name)
+    rows = []
+    base = measure(name, "").before[spec.metric]
+    for label, template, kwargs in ABLATIONS:
+        r = measure(name, template.format(bits=bits), **kwargs)
+        after = r.after[spec.metric].mean
+        rows.append({"model": name, "bits": bits, "label": label, "spec": template.format(bits=bits), **kwargs,
+                     "value": after, "change": after - base, "output_error": r.pass_costs[0]["error"],
+                     "measure_seconds": r.seconds})
+        log(f"  ablation {label} ({bits} bits): {spec.metric} {after:.4f} ({after - base:+.4f})")
+    return rows
+
+
 # -- the user API: torch.compile with a budget --------------------------------------------------
 API_BATCH, API_CALIBRATION, API_METRIC_WINDOWS = 4, 32, 128
 
@@ -184,15 +209,18 @@ def run_api(bits: float, budget: float, log) -> dict:
     import torch._dynamo
     train, val, _ = zoo.corpus_tokens()
     model = zoo.load("char-lm")
+    spec = zoo.reference("char-lm")
     context = model.cfg.context
-    # Calibration: the first training windows, shaped like the model's input (batch, context);
-    # the first half fits the pass's statistics (64 windows, as measure() uses), the rest is held out.
-    cal = _windows(train, 0, API_BATCH * API_CALIBRATION, context)[:, :-1]
+    # Calibration: the harness's calibration windows (the first training windows), as tuples shaped
+    # like the model's input (batch, context); the first half (64 windows, what measure() fits to)
+    # fits the pass's statistics, the rest is held out.
+    cal = spec.calibration(model, API_BATCH * API_CALIBRATION)
     calibration = [(cal[i:i + API_BATCH],) for i in range(0, len(cal), API_BATCH)]
-    # The metric's held-out text: validation windows after the 65,536 characters the reported bpc
-    # reads, so the budget is never tuned on the text it is judged on.
-    metric_windows = _windows(val, zoo.LM_EVAL_CHARS, API_METRIC_WINDOWS, context)
-    report_windows = _windows(val, 0, zoo.LM_EVAL_CHARS // (context + 1), context)
+    # The reported bpc: the harness's own windows (the first 65,536 held-out characters).
+    report_windows = stdlib_corpus.eval_windows(val, context, zoo.LM_EVAL_CHARS)
+    # The metric's held-out text: the validation characters after those, so the budget is never
+    # tuned on the text it is judged on.
+    metric_windows = stdlib_corpus.eval_windows(val[zoo.LM_EVAL_CHARS:], context, API_METRIC_WINDOWS * context)
 
     def minus_bpc(m):
         return -_bpc(m, metric_windows, API_BATCH)
@@ -216,12 +244,23 @@ def run_api(bits: float, budget: float, log) -> dict:
     out = {"options": {k: (v if isinstance(v, (str, float, int)) else None) for k, v in options.items()},
            "calibration": f"{len(calibration)} tuples of ({API_BATCH}, {context}) training-split windows",
            "accuracy_metric": f"minus bpc on {len(metric_windows)} validation windows after the first "
-                              f"{zoo.LM_EVAL_CHARS} characters, batches of {API_BATCH}",
+                              f"{zoo.LM_EVAL_CHARS} characters, calls of ({API_BATCH}, {context})",
            "graphs": len(reports), "compile_seconds": compile_seconds,
            "fp32_metric_bpc": fp32_metric, "fp32_bpc": fp32_bpc, "compiled_bpc": compiled_bpc,
            "bpc_windows": len(report_windows) // API_BATCH * API_BATCH, "eval_seconds": eval_seconds,
            "records": []}
+    params = {n: m.weight.numel() for n, m, _ in matched_linears(model)}
     for rec in records:
+        chosen = {}
+        for what in rec.rewritten:
+            layer, _, rest = what.partition(" (")
+            bits_text = rest.split("): ")[-1].split(" bits")[0]
+            if layer in params and bits_text.isdigit():
+                chosen[layer] = int(bits_text)
+        out.setdefault("bits_per_layer", {}).update(chosen)
+        out["kept_params"] = sum(params[n] for n in chosen)
+        out["average_bits"] = (sum(params[n] * b for n, b in chosen.items()) / out["kept_params"]
+                               if chosen else None)
         out["records"].append({
             "name": rec.name, "metric": rec.metric, "budget": rec.budget, "metric_before": rec.metric_before,
             "metric_after": rec.metric_after, "loss": rec.loss, "rewritten": list(rec.rewritten),
@@ -229,6 +268,7 @@ def run_api(bits: float, budget: float, log) -> dict:
             "weight_bytes_after": rec.weight_bytes_after, "ms_before": rec.ms_before, "ms_after": rec.ms_after,
             "note": rec.note, "text": rec.text()})
         log(rec.text())
+    log(f"API: average bits of the kept layers {out.get('average_bits')}")
     log(f"API: compiled in {compile_seconds:.0f} s; bpc fp32 {fp32_bpc:.4f} -> compiled {compiled_bpc:.4f} "
         f"({compiled_bpc - fp32_bpc:+.4f}) on {out['bpc_windows']} windows")
     torch._dynamo.reset()
@@ -297,12 +337,21 @@ def goals(results: dict) -> list[str]:
         recs = api["records"]
         kept = sum(len(r["rewritten"]) for r in recs)
         left = sum(len(r["left_out"]) for r in recs)
-        met = loss <= api["options"]["accuracy_budget"] + 1e-9 and kept > 0
+        average = api.get("average_bits")
+        within = loss <= api["options"]["accuracy_budget"] + 1e-9
+        met = within and kept > 0 and left == 0 and average is not None and average <= 2.0 + 1e-9
         lines.append(f"* **2 bits usable within a 0.1 bpc budget (user API): {'met' if met else 'not met'}.** "
                      f"torch.compile with lossy 'shift-add{{bits=2}}', accuracy_budget 0.1, metric minus bpc on "
-                     f"held-out text: {kept} layers kept, {left} left out; compiled model bpc "
-                     f"{api['fp32_bpc']:.4f} -> {api['compiled_bpc']:.4f} ({loss:+.4f}) on the first "
-                     f"{api['bpc_windows']} eval windows.")
+                     f"held-out text: {kept} layers kept, {left} left out, at "
+                     f"{'?' if average is None else f'{average:.2f}'} bits per weight on average (parameter-"
+                     f"weighted; the budget search's retries raised the layers it refused at 2 bits to 3 and 4 "
+                     f"bits: " + ", ".join(f"{sum(1 for b in api['bits_per_layer'].values() if b == k)} layers at {k}"
+                                           for k in sorted(set(api['bits_per_layer'].values()))) + "); "
+                     f"compiled model bpc {api['fp32_bpc']:.4f} -> {api['compiled_bpc']:.4f} ({loss:+.4f}) on the "
+                     f"first {api['bpc_windows']} eval windows, {'within' if within else 'over'} the budget. "
+                     + ("So the budget holds, but not at 2 bits: uniform 2-bit shift-add costs "
+                        f"{_row(results['models'][0]['rows'], 'shift-add', 2)['change']:+.4f} bpc."
+                        if not met and within and _row(results['models'][0]['rows'], 'shift-add', 2) else ""))
     return lines
 
 
@@ -323,7 +372,7 @@ def write_markdown(path: Path, results: dict, command: str) -> None:
          "fp32), then measured by the same `measure()` with no passes. No test-only pass.", "",
          "Weight bytes: of the rewritten layers only. BCQ: bit words + fp16 scales as the rewritten graph holds "
          "them (measured: graph constant bytes minus the untouched ones). RTN: B bits per weight + fp16 scale + "
-         "fp16 zero point per group (computed). Time: the pass inside `measure()` (its seconds minus those of "
+         "fp16 zero point per group (computed). Time: the pass inside `measure()` (its seconds minus those of a warm "
          "`measure(name, \"\")`, which also captures and evaluates twice); RTN: the quantization alone.", ""]
     L += ["## Goals", "", *goals(results), ""]
     for m in results["models"]:
@@ -341,6 +390,14 @@ def write_markdown(path: Path, results: dict, command: str) -> None:
                      f"{r['seconds']:.1f} |")
         warnings = [f"{r['method']} {r['bits']}: {r['warning']}" for r in m["rows"] if "warning" in r]
         L += [""] + [f"Warning: {w}" for w in warnings] + ([""] if warnings else [])
+    if results.get("ablations"):
+        L += ["## Ablations (char-lm, 3 bits, no budget)", "",
+              "Which part of shift-add buys what; each row is one `measure()` of the spec.", "",
+              "| variant | spec | bpc | change vs fp32 | output error (calibration) |", "|---|---|---:|---:|---:|"]
+        for r in results["ablations"]:
+            L.append(f"| {r['label']} | `{r['spec']}`" + (f" calibration={r['calibration']}" if "calibration" in r else "")
+                     + f" | {r['value']:.4f} | {r['change']:+.4f} | {r['output_error']:.4f} |")
+        L.append("")
     api = results.get("api")
     if api:
         L += ["## 2 bits under a 0.1 bpc budget, through torch.compile", "",
@@ -356,6 +413,19 @@ def write_markdown(path: Path, results: dict, command: str) -> None:
               f"batches of {API_BATCH}): fp32 {api['fp32_bpc']:.4f}, compiled {api['compiled_bpc']:.4f} "
               f"({api['compiled_bpc'] - api['fp32_bpc']:+.4f}). The metric's own text (disjoint): fp32 "
               f"{api['fp32_metric_bpc']:.4f} bpc.", ""]
+        lm = results["models"][0]
+        rec0 = api["records"][0] if api["records"] else None
+        if rec0 and lm["model"] == "char-lm":
+            matched = lm["fp32_weight_bytes"] - (rec0["weight_bytes_before"] - rec0["weight_bytes_after"])
+            sa3, rtn3 = _row(lm["rows"], "shift-add", 3), _row(lm["rows"], "rtn", 3)
+            L += [f"The kept layers hold {matched:,} B (bit words + scales; {8 * matched / lm['weights']:.2f} bits "
+                  f"per weight with the scales; {api['average_bits']:.2f} bits per weight without). For "
+                  f"comparison, no budget: uniform shift-add 3 bits {sa3['weight_bytes']:,} B, bpc {sa3['value']:.4f}; "
+                  f"RTN 3 bits {rtn3['weight_bytes']:,} B, bpc {rtn3['value']:.4f}. The budget search's mix (the "
+                  f"pass's sensitivity order, refused layers retried at one more bit) is "
+                  + ("not on the Pareto front here: it is worse than uniform 3-bit RTN at about the same bytes."
+                     if api["compiled_bpc"] > rtn3["value"] and matched >= 0.9 * rtn3["weight_bytes"]
+                     else "compared with those in panel (a) of the plot (red diamond).") , ""]
         for rec in api["records"]:
             L += ["```", rec["text"], "```", ""]
     sp = results.get("speed")
@@ -373,8 +443,17 @@ def write_markdown(path: Path, results: dict, command: str) -> None:
             L.append(f"| {p['name']} | {p['ms_per_token']:.2f} | {p['weight_bytes'] / 2 ** 20:.1f} | "
                      f"{base / p['ms_per_token']:.2f}x |")
         L.append("")
-    if results.get("weak"):
-        L += ["## Caveats", "", *[f"* {w}" for w in results["weak"]], ""]
+    L += ["## Caveats", "",
+          "* One model of 0.67 M matched weights (dim 96, ffn 256) and one run: evaluation is deterministic, "
+          "but differences of a few 0.001 bpc are within what another calibration slice or CPU would move.",
+          "* group_size=128 does not divide the char LM's 96-wide inputs; the pass then uses group 96 for those 37 "
+          "layers (and 128 for the six 256-wide w_down), and RTN is given the same groups. Nothing is left out. "
+          "Scales per 96 weights cost 0.17 bits per weight per bit plane (BCQ) or 0.33 (RTN's scale + zero).",
+          "* BCQ stores one fp16 scale per bit plane and group, RTN a scale and a zero point per group: at 3 and 4 "
+          "bits RTN is smaller at the same bits, which panel (a) shows on its x axis.",
+          "* Times were taken on a shared 2-core machine (load above); the speed panel uses random packed "
+          "weights of LLaMA shapes, not the char LM (whose 96-wide layers are too small to time meaningfully).",
+          ""]
     path.write_text("\n".join(L) + "\n")
 
 
@@ -423,6 +502,11 @@ def write_plot(path: Path, results: dict) -> None:
         pts = sorted(sp["points"], key=lambda p: p["weight_bytes"])
         ax.plot([p["weight_bytes"] / 2 ** 20 for p in pts], [p["ms_per_token"] for p in pts], "-", color="gray", lw=0.6)
         ax.set_xscale("log")
+        from matplotlib.ticker import NullFormatter, ScalarFormatter
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xticks([p["weight_bytes"] / 2 ** 20 for p in pts])
+        ax.set_xticklabels([f"{p['weight_bytes'] / 2 ** 20:.0f}" for p in pts])
         ax.set_xlabel("weight MiB (log)")
         ax.set_ylabel("ms / token (batch 1)")
         ax.set_ylim(bottom=0)
@@ -441,7 +525,8 @@ def main() -> None:
     parser.add_argument("--no-api", action="store_true", help="skip the torch.compile run")
     parser.add_argument("--no-speed", action="store_true", help="skip the speed panel")
     parser.add_argument("--speed-layers", type=int, default=2)
-    parser.add_argument("--speed-rounds", type=int, default=5)
+    parser.add_argument("--speed-rounds", type=int, default=25)
+    parser.add_argument("--no-ablations", action="store_true", help="skip the 3-bit ablations")
     parser.add_argument("--from-json", action="store_true", help="rewrite the md and png from the JSON only")
     args = parser.parse_args()
     out = Path(args.out)
@@ -462,11 +547,15 @@ def main() -> None:
     for name in args.models:
         results["models"].append(run_model(name, args.bits, log))
         (out / "shift-add-accuracy.json").write_text(json.dumps(results, indent=2))
+    if not args.no_ablations and "char-lm" in args.models:
+        results["ablations"] = run_ablations("char-lm", 3, log)
+        (out / "shift-add-accuracy.json").write_text(json.dumps(results, indent=2))
     if not args.no_api and "char-lm" in args.models:
         results["api"] = run_api(2, 0.1, log)
         (out / "shift-add-accuracy.json").write_text(json.dumps(results, indent=2))
     if not args.no_speed:
-        torch.set_num_threads(min(2, os.cpu_count() or 1))
+        # One thread, as for the models: on a shared 2-core machine two-thread GEMMs stall at barriers
+        # (bcq-cpu.md). Each round is tens of ms, so 25 rounds take seconds.
         results["speed"] = run_speed(args.speed_layers, args.speed_rounds, log)
     results["load_end"] = load_average()
     results["seconds"] = time.time() - started

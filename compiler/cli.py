@@ -59,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     explain.add_argument("--graph", action="store_true", help="also print each final graph")
     explain.add_argument("--target", default="auto", choices=("auto", "cpu", "aten", "triton", "triton-interpret"),
                          help="what runs the kernels (triton-interpret needs TRITON_INTERPRET=1)")
+    explain.add_argument("--lossy", metavar="SPEC", help="lossy passes to run (e.g. 'shift-add{bits=3}'), "
+                         "calibrated on inputs like the model's (bundled models only)")
+    explain.add_argument("--accuracy-budget", type=float, metavar="LOSS", help="with --lossy: the budget")
+    explain.add_argument("--accuracy-metric", default=None, choices=("agreement", "relative-error"),
+                         help="with --lossy: the metric (default agreement)")
     explain.set_defaults(func=_explain)
 
     opt = sub.add_parser("opt", help="run passes over a graph in text form and print the result")
@@ -165,8 +170,12 @@ def _demo(args) -> int:
 
 def _explain(args) -> int:
     from .explain import explain
-    _check_options({"target": args.target})
-    return explain(args.model, show_graph=args.graph, codegen_target=args.target)
+    lossy = {k: v for k, v in (("lossy", args.lossy), ("accuracy_budget", args.accuracy_budget),
+                               ("accuracy_metric", args.accuracy_metric)) if v is not None}
+    if lossy:
+        lossy["calibration"] = [(None,), (None,)]  # stands in for the model's inputs (explain.py)
+    _check_options({"target": args.target, **lossy})
+    return explain(args.model, show_graph=args.graph, codegen_target=args.target, lossy=lossy)
 
 
 def _check_options(options: dict) -> None:

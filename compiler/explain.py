@@ -13,20 +13,30 @@ from .options import make_options
 from .report import REPORTS, GraphReport, count_ops, op_histogram
 
 
-def explain(target: str, show_graph: bool = False, codegen_target: str = "auto") -> int:
-    """`target`: a bundled model's name, else a file of IR text (an .fx file)."""
+def explain(target: str, show_graph: bool = False, codegen_target: str = "auto", lossy: dict | None = None) -> int:
+    """`target`: a bundled model's name, else a file of IR text (an .fx file). `lossy`: the lossy
+    options (lossy, accuracy_budget, accuracy_metric), calibrated on inputs like the model's
+    (six batches, other seeds)."""
     from .command_input import CommandError
 
     if target not in zoo.DEMO:
+        if lossy:
+            raise CommandError("--lossy needs a bundled model (" + ", ".join(zoo.DEMO) + ")", status=2)
         if target.endswith(".fx") or os.path.exists(target):
             return _explain_file(target, show_graph)
         raise CommandError(f"unknown model {target!r}: neither a bundled model "
                            f"({', '.join(zoo.DEMO)}) nor an .fx file", status=2)
     model, inputs = zoo.build(target)
+    options = {"debug_dir": None, "target": codegen_target}
+    if lossy:
+        calibration = [tuple(zoo.build(target, seed=seed)[1].values()) for seed in range(1, 7)]
+        options.update(lossy, calibration=calibration)
+        torch.manual_seed(0)
+        model, inputs = zoo.build(target)
     torch._dynamo.reset()
     first = len(REPORTS)
     with tempfile.TemporaryDirectory() as dump, torch.no_grad():
-        torch.compile(model, backend="fastc", options={"debug_dir": dump, "target": codegen_target})(**inputs)
+        torch.compile(model, backend="fastc", options={**options, "debug_dir": dump})(**inputs)
         for report in REPORTS[first:]:
             print(report.text())
             if show_graph:

@@ -21,13 +21,15 @@ __all__.append("PlanKernels")
 
 # Lossy passes: they run only when the user names them (the pass manager measures their cost).
 from .add_weight_noise import AddWeightNoise  # noqa: E402
+from .layer_skip import LayerSkip  # noqa: E402
+from .prune_channels import PruneChannels  # noqa: E402
 from .prune_magnitude import PruneMagnitude  # noqa: E402
 from .recalibrate_batchnorm import RecalibrateBatchNorm  # noqa: E402
 from .round_weights import RoundWeights  # noqa: E402
 from .shift_add import ShiftAdd  # noqa: E402
 from .zero_weights import ZeroWeights  # noqa: E402
 
-__all__ += ["AddWeightNoise", "PruneMagnitude", "RecalibrateBatchNorm", "RoundWeights", "ShiftAdd", "ZeroWeights"]
+__all__ += ["AddWeightNoise", "PruneChannels", "PruneMagnitude", "RecalibrateBatchNorm", "RoundWeights", "ShiftAdd", "ZeroWeights"]
 
 # Legalisation for torch-mlir: the cpu target runs these on each kernel's graph (codegen/cpu/stages.py).
 from .spell_out_tanh_gelu import SpellOutTanhGelu  # noqa: E402

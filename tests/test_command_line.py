@@ -59,6 +59,20 @@ def test_opt_reads_constants_beside_the_file(tmp_path, capsys):
     assert "const dense<[1.0, 2.0, 3.0]>" in capsys.readouterr().out
 
 
+def test_explain_with_lossy_passes(capsys):
+    spec = "shift-add{bits=4,mixed=false,activation_aware=false,rounds=0}"
+    assert main(["explain", "gpt", "--target", "aten", "--lossy", spec, "--accuracy-budget", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "lossy shift-add{bits=4.0," in out and "agreement 1 ->" in out and "kept: " in out
+
+
+def test_explain_lossy_needs_a_bundled_model(tmp_path, capsys):
+    path = tmp_path / "g.fx"
+    path.write_text("graph @g(%x: f32[2]) {\n  return (%x,)\n}\n")
+    assert main(["explain", str(path), "--lossy", "shift-add"]) == 2
+    assert "--lossy needs a bundled model" in capsys.readouterr().err
+
+
 def test_explain_bundled_model(capsys):
     assert main(["explain", "cnn"]) == 0
     out = capsys.readouterr().out
