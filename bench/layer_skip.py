@@ -102,7 +102,7 @@ def main():
                       accuracy_budget=None)
         call(fn, x)
         (record,) = [r for r in fastc.reports()[before:] if r.lossy][0].lossy
-        chosen = sorted(int(w.split(" ")[0].split(".")[1]) for w in record.rewritten)
+        chosen = sorted(int(w.split(" ")[0].rsplit(".", 1)[1]) for w in record.rewritten)
         assert len(chosen) == k, record.text()
         variants[f"layer-skip k={k}"] = (chosen, fn)
         last = list(range(n - k, n))

@@ -46,6 +46,7 @@ class LossyRecord:
     metric_after: float | None = None
     loss: float | None = None
     rewritten: list[str] = field(default_factory=list)  # what each kept proposal did
+    not_proposed: list[str] = field(default_factory=list)  # the pass's notes: what it cannot rewrite, why
     left_out: list[str] = field(default_factory=list)   # what the budget refused
     rewrites: int = 0                                   # rewrites the kept proposals made
     tries: int = 0                                      # graphs measured in the search
@@ -65,6 +66,7 @@ class LossyRecord:
                     if self.ms_before is not None and self.ms_after is not None else "")]
         lines += [f"  kept: {w}" for w in self.rewritten]
         lines += [f"  left out: {w}" for w in self.left_out]
+        lines += [f"  not proposed: {w}" for w in self.not_proposed]
         if self.note:
             lines.append(f"  note: {self.note}")
         return "\n".join(lines)
@@ -88,8 +90,9 @@ def run_lossy(gm: fx.GraphModule, p: Pass, ctx: PassContext) -> LossyRecord:
         check.baseline_of(gm)  # the graph before the first lossy pass
         record.metric_before = check.metric.value(gm)
     pending = proposals_of(p, gm, ctx)
+    record.not_proposed = list(getattr(pending, "notes", ()))
     if not pending:
-        record.note = "nothing to rewrite"
+        record.note = "nothing to rewrite" + (f": {record.not_proposed[0]}" if record.not_proposed else "")
     kept: list[Proposal] = []
     measured: dict[int, float] = {}  # loss of kept + prefix, by prefix length, this round
 

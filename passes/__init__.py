@@ -2,7 +2,7 @@
 from .accuracy import output_error
 from .base import PASSES, Pass, make_pass, parse_pipeline, register
 from .context import PassContext
-from .lossy import LossyPass, Proposal
+from .lossy import LossyPass, Proposal, Proposals
 from .metrics import METRICS, AccuracyCheck, Agreement, MetricError, RelativeError, UserMetric
 from .common_subexpressions import CommonSubexpressions
 from .dead_code import DeadCode
@@ -11,7 +11,7 @@ from .fold_constants import FoldConstants
 from .remove_noops import RemoveNoops
 
 __all__ = [
-    "PASSES", "METRICS", "AccuracyCheck", "Agreement", "LossyPass", "MetricError", "Pass", "Proposal",
+    "PASSES", "METRICS", "AccuracyCheck", "Agreement", "LossyPass", "MetricError", "Pass", "Proposal", "Proposals",
     "RelativeError", "UserMetric", "PassContext", "make_pass", "output_error", "parse_pipeline", "register",
     "CommonSubexpressions", "DeadCode", "FoldBatchNorm", "FoldConstants", "RemoveNoops",
 ]
@@ -23,13 +23,14 @@ __all__.append("PlanKernels")
 from .add_weight_noise import AddWeightNoise  # noqa: E402
 from .layer_skip import LayerSkip  # noqa: E402
 from .prune_channels import PruneChannels  # noqa: E402
+from .prune_heads import PruneHeads  # noqa: E402
 from .prune_magnitude import PruneMagnitude  # noqa: E402
 from .recalibrate_batchnorm import RecalibrateBatchNorm  # noqa: E402
 from .round_weights import RoundWeights  # noqa: E402
 from .shift_add import ShiftAdd  # noqa: E402
 from .zero_weights import ZeroWeights  # noqa: E402
 
-__all__ += ["AddWeightNoise", "PruneChannels", "PruneMagnitude", "RecalibrateBatchNorm", "RoundWeights", "ShiftAdd", "ZeroWeights"]
+__all__ += ["AddWeightNoise", "LayerSkip", "PruneChannels", "PruneMagnitude", "RecalibrateBatchNorm", "RoundWeights", "ShiftAdd", "ZeroWeights"]
 
 # Legalisation for torch-mlir: the cpu target runs these on each kernel's graph (codegen/cpu/stages.py).
 from .spell_out_tanh_gelu import SpellOutTanhGelu  # noqa: E402

@@ -14,7 +14,7 @@ from fastc.ir.constants import constant_value, is_constant
 
 from .base import register
 from .context import PassContext
-from .lossy import LossyPass, Proposal
+from .lossy import LossyPass, Proposal, Proposals
 from .metrics import run_graph
 from .residual_blocks import ResidualBlock, find_blocks, remove_block
 
@@ -63,21 +63,23 @@ class LayerSkip(LossyPass):
 
     def propose(self, gm: fx.GraphModule, ctx: PassContext) -> list[Proposal]:
         blocks, refused = find_blocks(gm)
-        for line in refused:
-            log.info("fastc: layer-skip: not a residual block: %s", line)
+        notes = [f"not a residual block: {line}" for line in refused]
+        for line in notes:
+            log.info("fastc: layer-skip: %s", line)
         if not blocks:
             log.info("fastc: layer-skip: no residual blocks in graph %s", getattr(gm, "meta", {}).get("name", ""))
-            return []
+            return Proposals([], ["no residual blocks found", *notes])
         limit = math.floor(self.max_fraction * len(blocks) + 1e-9)
         batches = ctx.inputs_for_fitting()
         if limit == 0 or not batches:
-            log.info("fastc: layer-skip: %s", "no calibration or example inputs to score blocks on"
-                     if not batches else f"max_fraction={self.max_fraction:g} of {len(blocks)} blocks is none")
-            return []
+            why = ("no calibration or example inputs to score blocks on" if not batches
+                   else f"max_fraction={self.max_fraction:g} of {len(blocks)} blocks is none")
+            log.info("fastc: layer-skip: %s", why)
+            return Proposals([], [why, *notes])
         scores = (block_influence(gm, blocks, batches) if self.score == "influence"
                   else removal_loss(gm, blocks, ctx))
         ranked = sorted(zip(scores, blocks), key=lambda sb: (sb[0], sb[1].order))[:limit]
-        return [self._proposal(gm, block, s) for s, block in ranked]
+        return Proposals([self._proposal(gm, block, s) for s, block in ranked], notes)
 
     def _proposal(self, gm: fx.GraphModule, block: ResidualBlock, score: float) -> Proposal:
         return Proposal(f"{block.label}: {self.score} {score:.4g}", score,

@@ -34,6 +34,15 @@ class Proposal:
     weight_bytes_after: int = 0
 
 
+class Proposals(list):
+    """What `propose` may return instead of a plain list: the proposals, and notes on what the
+    pass did not propose and why (a layer it cannot rewrite); the report shows the notes."""
+
+    def __init__(self, proposals=(), notes=()):
+        super().__init__(proposals)
+        self.notes: list[str] = list(notes)
+
+
 class LossyPass(Pass):
     """A pass that changes what the graph computes; it runs only when the user names it."""
     exact: ClassVar[bool] = False

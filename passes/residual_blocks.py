@@ -38,7 +38,7 @@ import torch
 import torch.fx as fx
 
 from fastc.ir import node_scope, node_type
-from fastc.ir.op_facts import has_effects, is_mutating, is_random
+from fastc.ir.op_facts import has_effects
 from fastc.ir.types import TensorType, TupleType
 
 aten = torch.ops.aten
@@ -218,15 +218,5 @@ def _dynamic_nodes(nodes: list[fx.Node]) -> set[fx.Node]:
 
 
 def _removable(n: fx.Node) -> bool:
-    """Unused and without effects; attention whose dropout is 0 draws no random numbers, though
-    its op is tagged random (op_facts keeps every random op)."""
-    if not has_effects(n):
-        return True
-    if not is_random(n) or not isinstance(n.target, torch._ops.OpOverload):
-        return False
-    names = [a.name for a in n.target._schema.arguments]
-    if "dropout_p" not in names:
-        return False
-    i = names.index("dropout_p")
-    p = n.args[i] if i < len(n.args) else n.kwargs.get("dropout_p", 0.0)
-    return isinstance(p, (int, float)) and p == 0 and not is_mutating(n)
+    """Unused and without effects (attention whose dropout is 0 draws no random numbers)."""
+    return not has_effects(n)

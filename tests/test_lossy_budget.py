@@ -227,7 +227,7 @@ def test_relative_error_budget_keeps_the_longest_prefix_that_fits():
 @register
 @dataclass(frozen=True)
 class _RoundEachOnce(_RoundEach):
-    """Test-only: _RoundEach without a retry."""
+    """Test-only: rounds each weight constant as _RoundEach does, with no retry of what is left out."""
     name = "test-only-round-each-once"
 
     def retry(self, gm, ctx, left_out):

@@ -32,8 +32,23 @@ def is_mutating(node: fx.Node) -> bool:
 
 
 def is_random(node: fx.Node) -> bool:
+    """Draws random numbers: tagged so, unless it is an op whose only randomness is a dropout
+    given as 0 (attention in inference)."""
     tags = getattr(node.target, "tags", ())
-    return torch.Tag.nondeterministic_seeded in tags
+    if torch.Tag.nondeterministic_seeded not in tags:
+        return False
+    return not _no_dropout(node)
+
+
+def _no_dropout(node: fx.Node) -> bool:
+    if not isinstance(node.target, torch._ops.OpOverload):
+        return False
+    names = [a.name for a in node.target._schema.arguments]
+    if "dropout_p" not in names:
+        return False
+    i = names.index("dropout_p")
+    p = node.args[i] if i < len(node.args) else node.kwargs.get("dropout_p", 0.0)
+    return isinstance(p, (int, float)) and not isinstance(p, bool) and p == 0
 
 
 def has_effects(node: fx.Node) -> bool:

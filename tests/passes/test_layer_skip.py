@@ -313,7 +313,9 @@ def test_no_residual_blocks_no_proposals(monkeypatch, caplog):
             "accuracy_budget": 0.5})
         out, (report,) = _run(compiled, *x)
     (record,) = report.lossy
-    assert record.rewritten == [] and record.note == "nothing to rewrite"
+    assert record.rewritten == [] and record.note == "nothing to rewrite: no residual blocks found"
+    assert any("not a residual block: layers.0: no residual add" in n for n in record.not_proposed)
+    assert "not proposed: not a residual block: layers.0" in report.text()
     assert "layer-skip: not a residual block: layers.0: no residual add" in caplog.text
     with torch.no_grad():
         torch.testing.assert_close(out, model(*x))
