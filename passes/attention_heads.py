@@ -47,7 +47,7 @@ from fastc.ir.constants import constant_value
 from fastc.ir.printer import node_scope
 from fastc.ir.types import node_type
 
-from .channel_groups import (_LINEAR, _by_name, _replace_constant, _same, _take, activation_index,
+from .channel_groups import (LINEAR_PRODUCTS, node_named, replace_constant, same_size, take_channels, activation_index,
                              bias_index, refresh_types, weight_of)
 
 aten = torch.ops.aten
@@ -87,7 +87,7 @@ class HeadGroup:
         return self.reason is None and bool(self.producers) and bool(self.consumers) and self.heads > 1
 
     def label(self, gm: fx.GraphModule) -> str:
-        node = _by_name(gm, self.consumers[0][0] if self.consumers else self.producers[0][0])
+        node = node_named(gm, self.consumers[0][0] if self.consumers else self.producers[0][0])
         scope = node_scope(node)
         names = "+".join(p for p, _, _ in self.producers) + " -> " + "+".join(c for c, _ in self.consumers)
         return f"{scope[0]} ({names})" if scope else names
@@ -165,7 +165,7 @@ class _Walk:
                 continue
             if any(a in self.state for a in node.all_input_nodes):
                 self.use(node)
-            if node.target in _LINEAR and weight_of(node) is not None:
+            if node.target in LINEAR_PRODUCTS and weight_of(node) is not None:
                 split = _head_split(node)
                 if split is not None:
                     heads, dim, outer = split
@@ -175,7 +175,7 @@ class _Walk:
                     self.state[node] = _Track(gid, _rank(node) - 1, outer, dim)
         for g in self.groups:
             for name in [p for p, _, _ in g.producers] + [c for c, _ in g.consumers]:
-                node = _by_name(self.gm, name)
+                node = node_named(self.gm, name)
                 ref = weight_of(node)
                 if len(ref.constant.users) != 1 or (ref.reader is not node and len(ref.reader.users) != 1):
                     g.reason = g.reason or f"the weight of {name} is read elsewhere too"
@@ -207,7 +207,7 @@ class _Walk:
                     self.fail(a, f"{node.name} reads the heads as a weight or bias")
             if x in self.state:
                 s = self.state[x]
-                if t in _LINEAR and s.dim == _rank(x) - 1 and s.outer == 1:
+                if t in LINEAR_PRODUCTS and s.dim == _rank(x) - 1 and s.outer == 1:
                     self.group(s).consumers.append((node.name, int(s.inner)))
                 else:
                     self.fail(x, f"{node.name} does not contract over whole heads")
@@ -220,8 +220,8 @@ class _Walk:
         if t is aten.bmm.default:
             a, b = node.args
             if a in self.state and b in self.state and self.state[a].dim == 0 == self.state[b].dim \
-                    and _same(self.state[a].outer, self.state[b].outer) \
-                    and _same(self.state[a].inner, self.state[b].inner):
+                    and same_size(self.state[a].outer, self.state[b].outer) \
+                    and same_size(self.state[a].inner, self.state[b].inner):
                 gid = self.union(self.state[a].gid, self.state[b].gid)
                 self.state[node] = _Track(gid, 0, self.state[a].outer, self.state[a].inner)
             else:
@@ -289,7 +289,7 @@ class _Walk:
         gid = first.gid
         for a in tracked[1:]:
             s = self.state[a]
-            if s.dim + rank - _rank(a) != out or not _same(s.outer, first.outer) or not _same(s.inner, first.inner):
+            if s.dim + rank - _rank(a) != out or not same_size(s.outer, first.outer) or not same_size(s.inner, first.inner):
                 self.fail(a, f"{node.name} ({_op_name(node.target)}) combines heads laid out differently")
                 self.fail(tracked[0], f"{node.name} ({_op_name(node.target)}) combines heads laid out differently")
                 return
@@ -301,7 +301,7 @@ class _Walk:
             if shape is None:
                 continue
             d = out - (rank - len(shape))
-            if d >= 0 and not _same(shape[d], 1):
+            if d >= 0 and not same_size(shape[d], 1):
                 self.fail(tracked[0], f"{node.name} ({_op_name(node.target)}) combines the heads with "
                                       f"{a.name}, which has a size for each head")
                 return
@@ -317,7 +317,7 @@ class _Walk:
                 if a in (q, k, v):
                     continue
                 shape = getattr(node_type(a), "shape", ())
-                if a in self.state or (len(shape) == 4 and not _same(shape[1], 1)):
+                if a in self.state or (len(shape) == 4 and not same_size(shape[1], 1)):
                     ok = False
         if not ok:
             for a in tracked:
@@ -334,7 +334,7 @@ class _Walk:
         states = [self.state.get(p) for p in parts]
         first = states[0]
         if first is None or dim % _rank(node) == first.dim or any(
-                s is None or s.dim != first.dim or not _same(s.outer, first.outer) or not _same(s.inner, first.inner)
+                s is None or s.dim != first.dim or not same_size(s.outer, first.outer) or not same_size(s.inner, first.inner)
                 for s in states):
             for a in tracked:
                 self.fail(a, f"concatenation {node.name} mixes the heads")
@@ -422,9 +422,9 @@ class _Walk:
         before, after = _shape(x), _shape(node)
         heads = self.group(s).heads
         pb, pa = _prefixes(before), _prefixes(after)
-        i0 = max(i for i in range(s.dim + 1) if any(_same(pb[i], p) for p in pa))
-        j0 = max(j for j in range(len(pa)) if _same(pa[j], pb[i0]))
-        ends = [(i, j) for i in range(s.dim + 1, len(pb)) for j in range(j0 + 1, len(pa)) if _same(pb[i], pa[j])]
+        i0 = max(i for i in range(s.dim + 1) if any(same_size(pb[i], p) for p in pa))
+        j0 = max(j for j in range(len(pa)) if same_size(pa[j], pb[i0]))
+        ends = [(i, j) for i in range(s.dim + 1, len(pb)) for j in range(j0 + 1, len(pa)) if same_size(pb[i], pa[j])]
         if not ends:
             self.fail(x, f"{node.name} ({_op_name(node.target)}) moves the heads across dimensions")
             return None
@@ -434,7 +434,7 @@ class _Walk:
         for j in range(j0, j1):
             o = _divide(outer, _prod(after[j0:j]))
             i = _divide(inner, _prod(after[j + 1:j1]))
-            if o is None or i is None or not _same(after[j], o * heads * i):
+            if o is None or i is None or not same_size(after[j], o * heads * i):
                 continue
             if node.target in _VIEWS:
                 entry = node.args[1][j]
@@ -475,7 +475,7 @@ def _head_split(node: fx.Node) -> tuple[int, int, int] | None:
             before, after = _shape(n), _shape(u)
             lead = _prod(before[:-1])
             pa = _prefixes(after)
-            ks = [k for k in range(len(after)) if _same(pa[k], lead)]
+            ks = [k for k in range(len(after)) if same_size(pa[k], lead)]
             if not ks:
                 continue
             k = max(ks)
@@ -564,22 +564,22 @@ def prune_heads(gm: fx.GraphModule, group: HeadGroup, keep: list[int]) -> None:
     keep = sorted(keep)
     touched: list[fx.Node] = []
     for name, _, _ in group.producers:
-        node = _by_name(gm, name)
+        node = node_named(gm, name)
         ref = weight_of(node)
         rows = group.producer_rows(name, keep)
-        touched.append(_replace_constant(gm, ref.reader, ref.constant, _take(constant_value(ref.constant), ref.out_dim, rows)))
+        touched.append(replace_constant(gm, ref.reader, ref.constant, take_channels(constant_value(ref.constant), ref.out_dim, rows)))
         b = bias_index(node)
         if b is not None and node.args[b] is not None:
             bias = node.args[b]
-            touched.append(_replace_constant(gm, node, bias, _take(constant_value(bias), 0, rows)))
+            touched.append(replace_constant(gm, node, bias, take_channels(constant_value(bias), 0, rows)))
     for name, _ in group.consumers:
-        node = _by_name(gm, name)
+        node = node_named(gm, name)
         ref = weight_of(node)
         cols = group.consumer_columns(name, keep)
-        touched.append(_replace_constant(gm, ref.reader, ref.constant, _take(constant_value(ref.constant), ref.in_dim, cols)))
+        touched.append(replace_constant(gm, ref.reader, ref.constant, take_channels(constant_value(ref.constant), ref.in_dim, cols)))
     old_sizes = []
     for scale in group.scales:
-        node = _by_name(gm, scale.node)
+        node = node_named(gm, scale.node)
         args = list(node.args)
         value = args[scale.arg] if scale.item is None else args[scale.arg][scale.item]
         new = _scaled(gm, node, value, len(keep), group.heads)

@@ -39,7 +39,7 @@ from fastc.ir.types import node_type, type_of_value
 
 aten = torch.ops.aten
 
-_LINEAR = (aten.mm.default, aten.addmm.default)
+LINEAR_PRODUCTS = (aten.mm.default, aten.addmm.default)
 _CONV = aten.convolution.default
 _BATCH_NORM = aten._native_batch_norm_legit_no_training.default
 _COPIES = {aten.clone.default, aten.alias.default, aten._to_copy.default, aten.contiguous.default}
@@ -93,7 +93,7 @@ def weight_of(node: fx.Node) -> WeightRef | None:
     else None."""
     if node.op != "call_function":
         return None
-    if node.target in _LINEAR:
+    if node.target in LINEAR_PRODUCTS:
         if node.target is aten.addmm.default:
             if node.kwargs.get("beta", 1) != 1 or node.kwargs.get("alpha", 1) != 1:
                 return None
@@ -206,11 +206,11 @@ class _Walk:
                 value = constant_value(ref.constant)
                 self.groups.append(ChannelGroup(int(value.shape[ref.out_dim]), producers=[node.name]))
                 self.parent.append(gid)
-                self.state[node] = (gid, _rank(node) - 1 if node.target in _LINEAR else 1)
+                self.state[node] = (gid, _rank(node) - 1 if node.target in LINEAR_PRODUCTS else 1)
         # A weight read anywhere else than by its one product cannot shrink.
         for g in self.groups:
             for name in g.producers + g.consumers:
-                node = _by_name(self.gm, name)
+                node = node_named(self.gm, name)
                 ref = weight_of(node)
                 if len(ref.constant.users) != 1 or (ref.reader is not node and len(ref.reader.users) != 1):
                     g.reason = g.reason or f"the weight of {name} is read elsewhere too"
@@ -229,7 +229,7 @@ class _Walk:
                     self.fail(a, f"{node.name} reads the channels as a weight or bias")
             if x in self.state:
                 dim = self.state[x][1]
-                want = _rank(x) - 1 if t in _LINEAR else 1
+                want = _rank(x) - 1 if t in LINEAR_PRODUCTS else 1
                 if dim != want:
                     self.fail(x, f"{node.name} does not contract over the channels")
                 else:
@@ -350,7 +350,7 @@ class _Walk:
         size = before[dim]
         head, tail = _prod(before[:dim]), _prod(before[dim + 1:])
         for k in range(len(after)):
-            if _same(after[k], size) and _same(_prod(after[:k]), head) and _same(_prod(after[k + 1:]), tail):
+            if same_size(after[k], size) and same_size(_prod(after[:k]), head) and same_size(_prod(after[k + 1:]), tail):
                 if node.target in (aten.view.default, aten._unsafe_view.default, aten.reshape.default):
                     entry = node.args[1][k]
                     if isinstance(entry, int) and entry == size:
@@ -398,13 +398,13 @@ def _prod(dims):
     return out
 
 
-def _same(a, b) -> bool:
+def same_size(a, b) -> bool:
     if isinstance(a, int) and isinstance(b, int):
         return a == b
     return sympy.expand(sympy.sympify(a) - sympy.sympify(b)) == 0
 
 
-def _by_name(gm: fx.GraphModule, name: str) -> fx.Node:
+def node_named(gm: fx.GraphModule, name: str) -> fx.Node:
     for n in gm.graph.nodes:
         if n.name == name:
             return n
@@ -425,15 +425,15 @@ def prune_group(gm: fx.GraphModule, group: ChannelGroup, keep: torch.Tensor,
     new_size = int(keep.numel())
     touched: list[fx.Node] = []
     for name in group.producers:
-        node = _by_name(gm, name)
+        node = node_named(gm, name)
         ref = weight_of(node)
-        touched.append(_replace_constant(gm, ref.reader, ref.constant, _take(constant_value(ref.constant), ref.out_dim, keep)))
+        touched.append(replace_constant(gm, ref.reader, ref.constant, take_channels(constant_value(ref.constant), ref.out_dim, keep)))
         b = bias_index(node)
         if b is not None and node.args[b] is not None:
             bias = node.args[b]
-            touched.append(_replace_constant(gm, node, bias, _take(constant_value(bias), 0, keep)))
+            touched.append(replace_constant(gm, node, bias, take_channels(constant_value(bias), 0, keep)))
     for name in group.consumers:
-        node = _by_name(gm, name)
+        node = node_named(gm, name)
         ref = weight_of(node)
         value = constant_value(ref.constant)
         w = value.t() if ref.out_dim == 1 else value  # (out, in, *kernel)
@@ -442,7 +442,7 @@ def prune_group(gm: fx.GraphModule, group: ChannelGroup, keep: torch.Tensor,
             new = torch.einsum("oi...,ik->ok...", w, m)
         else:
             new = w.index_select(1, keep.to(w.device))
-        touched.append(_replace_constant(gm, ref.reader, ref.constant, (new.t() if ref.out_dim == 1 else new).contiguous()))
+        touched.append(replace_constant(gm, ref.reader, ref.constant, (new.t() if ref.out_dim == 1 else new).contiguous()))
         b = bias_index(node)
         if name in consumer_means and b is not None and (node.args[b] is not None or node.target is _CONV):
             mean = consumer_means[name].to(device=w.device, dtype=torch.float64)
@@ -454,13 +454,13 @@ def prune_group(gm: fx.GraphModule, group: ChannelGroup, keep: torch.Tensor,
                 touched.append(bias)
             else:
                 old = constant_value(node.args[b])
-                touched.append(_replace_constant(gm, node, node.args[b], old + lost.to(old.dtype)))
+                touched.append(replace_constant(gm, node, node.args[b], old + lost.to(old.dtype)))
     for side in group.sides:
-        node = _by_name(gm, side.node)
+        node = node_named(gm, side.node)
         c = node.args[side.arg]
-        touched.append(_replace_constant(gm, node, c, _take(constant_value(c), side.dim, keep)))
+        touched.append(replace_constant(gm, node, c, take_channels(constant_value(c), side.dim, keep)))
     for name, k in group.views:
-        node = _by_name(gm, name)
+        node = node_named(gm, name)
         shape = list(node.args[1])
         shape[k] = new_size
         node.args = (node.args[0], shape, *node.args[2:])
@@ -468,11 +468,11 @@ def prune_group(gm: fx.GraphModule, group: ChannelGroup, keep: torch.Tensor,
     refresh_types(gm, set(touched))
 
 
-def _take(value: torch.Tensor, dim: int, keep: torch.Tensor) -> torch.Tensor:
+def take_channels(value: torch.Tensor, dim: int, keep: torch.Tensor) -> torch.Tensor:
     return value.index_select(dim, keep.to(value.device)).contiguous()
 
 
-def _replace_constant(gm: fx.GraphModule, reader: fx.Node, old: fx.Node, value: torch.Tensor) -> fx.Node:
+def replace_constant(gm: fx.GraphModule, reader: fx.Node, old: fx.Node, value: torch.Tensor) -> fx.Node:
     hint = old.target if old.target.endswith("_pruned") else f"{old.target}_pruned"
     new = add_constant(gm, value, hint=hint, before=old)
     reader.replace_input_with(old, new)

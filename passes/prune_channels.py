@@ -8,7 +8,7 @@ import torch.fx as fx
 
 from .base import register
 from .channel_groups import (ChannelGroup, activation_index, channel_groups, prune_group,
-                             weight_matrix, _by_name)
+                             weight_matrix, node_named)
 from .context import PassContext
 from .lossy import LossyPass, Proposal
 
@@ -98,7 +98,7 @@ class PruneChannels(LossyPass):
         watched = {}
         for g in groups:
             for name in g.consumers + (g.producers if self.score == "wanda" else []):
-                node = _by_name(gm, name)
+                node = node_named(gm, name)
                 gram = name in g.consumers and self.refit
                 watched[name] = (activation_index(node), gram or watched.get(name, (0, False))[1])
         stats = channel_stats(gm, watched, batches) if batches else {}
@@ -120,7 +120,7 @@ class PruneChannels(LossyPass):
     def _wanda(self, gm: fx.GraphModule, g: ChannelGroup, stats: dict) -> torch.Tensor:
         c = torch.zeros(g.size, dtype=torch.float64)
         for name in g.consumers:
-            w = weight_matrix(_by_name(gm, name)).double().abs()
+            w = weight_matrix(node_named(gm, name)).double().abs()
             w = w.reshape(w.shape[0], w.shape[1], -1).sum(dim=(0, 2))   # (in,): sum_i |W_ij|
             c += w * stats[name].norms()
         total = c / c.sum().clamp_min(1e-30)
@@ -129,7 +129,7 @@ class PruneChannels(LossyPass):
             for name in g.producers:
                 if name not in stats:
                     continue
-                w = weight_matrix(_by_name(gm, name)).double().abs()
+                w = weight_matrix(node_named(gm, name)).double().abs()
                 w = w.reshape(w.shape[0], w.shape[1], -1).sum(dim=2)    # (out, in)
                 p += w @ stats[name].norms()
             if p.sum() > 0:
@@ -231,10 +231,10 @@ def allocate(layers: list[_Layer], sparsity: float) -> list[int]:
 def _magnitude(gm: fx.GraphModule, g: ChannelGroup) -> torch.Tensor:
     s = torch.zeros(g.size, dtype=torch.float64)
     for name in g.producers:
-        w = weight_matrix(_by_name(gm, name)).double()
+        w = weight_matrix(node_named(gm, name)).double()
         s += w.reshape(w.shape[0], -1).pow(2).sum(1)
     for name in g.consumers:
-        w = weight_matrix(_by_name(gm, name)).double().movedim(1, 0)
+        w = weight_matrix(node_named(gm, name)).double().movedim(1, 0)
         s += w.reshape(w.shape[0], -1).pow(2).sum(1)
     return s.sqrt()
 
@@ -242,11 +242,11 @@ def _magnitude(gm: fx.GraphModule, g: ChannelGroup) -> torch.Tensor:
 def _params_per_channel(gm: fx.GraphModule, g: ChannelGroup) -> int:
     n = 0
     for name in g.producers:
-        node = _by_name(gm, name)
+        node = node_named(gm, name)
         w = weight_matrix(node)
         n += w[0].numel() + (1 if node.target is not aten.mm.default and _has_bias(node) else 0)
     for name in g.consumers:
-        w = weight_matrix(_by_name(gm, name))
+        w = weight_matrix(node_named(gm, name))
         n += w[:, 0].numel()
     return n + len(g.sides)
 

@@ -9,7 +9,7 @@ import torch.fx as fx
 from .activation_stats import gram_matrices
 from .attention_heads import HeadGroup, head_groups, prune_heads
 from .base import register
-from .channel_groups import _by_name, activation_index, weight_matrix
+from .channel_groups import node_named, activation_index, weight_matrix
 from .context import PassContext
 from .lossy import LossyPass, Proposal
 
@@ -73,7 +73,7 @@ class PruneHeads(LossyPass):
         if not groups:
             return []
         batches = ctx.inputs_for_fitting() if self.score == "output-norm" else []
-        watched = {name: activation_index(_by_name(gm, name)) for g in groups for name, _ in g.consumers}
+        watched = {name: activation_index(node_named(gm, name)) for g in groups for name, _ in g.consumers}
         stats = gram_matrices(gm, watched, batches) if batches else {}
         layers = []
         for order, g in enumerate(groups):
@@ -148,7 +148,7 @@ def _output_norm(gm: fx.GraphModule, g: HeadGroup, stats: dict) -> torch.Tensor:
     """RMS over tokens of each head's contribution to its output projections' results."""
     s = torch.zeros(g.heads, dtype=torch.float64)
     for name, dim in g.consumers:
-        w = weight_matrix(_by_name(gm, name)).double()       # (out, heads * dim)
+        w = weight_matrix(node_named(gm, name)).double()       # (out, heads * dim)
         gram = stats[name]
         for h in range(g.heads):
             cols = slice(h * dim, (h + 1) * dim)
@@ -162,19 +162,19 @@ def _magnitude(gm: fx.GraphModule, g: HeadGroup) -> torch.Tensor:
     s = torch.zeros(g.heads, dtype=torch.float64)
     for h in range(g.heads):
         for name, _, _ in g.producers:
-            s[h] += weight_matrix(_by_name(gm, name)).double()[g.producer_rows(name, [h])].pow(2).sum()
+            s[h] += weight_matrix(node_named(gm, name)).double()[g.producer_rows(name, [h])].pow(2).sum()
         for name, _ in g.consumers:
-            s[h] += weight_matrix(_by_name(gm, name)).double()[:, g.consumer_columns(name, [h])].pow(2).sum()
+            s[h] += weight_matrix(node_named(gm, name)).double()[:, g.consumer_columns(name, [h])].pow(2).sum()
     return s.sqrt()
 
 
 def _params_per_head(gm: fx.GraphModule, g: HeadGroup) -> int:
     n = 0
     for name, outer, dim in g.producers:
-        node = _by_name(gm, name)
+        node = node_named(gm, name)
         w = weight_matrix(node)
         bias = node.args[0] is not None if node.target is torch.ops.aten.addmm.default else False
         n += outer * dim * (w.shape[1] + bias)
     for name, dim in g.consumers:
-        n += dim * weight_matrix(_by_name(gm, name)).shape[0]
+        n += dim * weight_matrix(node_named(gm, name)).shape[0]
     return n
