@@ -1,21 +1,34 @@
 """What layer-skip costs and buys on the trained char LM, against dropping the last k blocks.
 
-    .venv/bin/python bench/layer_skip.py [--eval-chars 20000] [--rounds 15] [--out docs/benchmarks]
+    .venv/bin/python bench/layer_skip.py                 # full run: k = 1 .. n/2, 15 rounds (writes docs)
+    .venv/bin/python bench/layer_skip.py --quick         # k = 1 and n/2, 5 rounds, 4,000 eval chars
 
-For k = 1 .. n_layers // 2:
+For each k (--ks, default 1 .. n_layers // 2):
 
-  layer-skip  torch.compile(model, backend="fastc", options={"target": "cpu", "lossy":
-              "layer-skip{max_fraction=k/n}", "calibration": 8 training windows (4 score the blocks,
-              4 held out), "accuracy_budget": None}): the k least influential blocks (Block
+  layer-skip  torch.compile(backend="fastc", options={"target": "cpu", "lossy":
+              "layer-skip{max_fraction=(k+0.5)/n}", "calibration": 8 training windows (4 score the
+              blocks, 4 held out), "accuracy_budget": None}): the k least influential blocks (Block
               Influence on the calibration windows) go
   last-k      the naive baseline: the last k blocks replaced by identity in a copy of the model,
               compiled by fastc (target cpu) with no lossy pass
 
-Accuracy: bits per character on held-out text (fastc_eval's char-lm metric, the first
---eval-chars characters), of the eager model with the same blocks replaced by identity (the
-pass's graph equals it: tests/passes/test_layer_skip.py). Speed: ms per call of the compiled model
-on one window (batch 1, 128 tokens), against fastc without lossy passes; all variants timed side by
-side, interleaved round by round, medians. The machine and its load are written with the results.
+and "fastc": the full model compiled by fastc (target cpu) with no lossy pass, the speed baseline.
+
+Accuracy: bits per character on held-out text (fastc_eval's char-lm metric, the first --eval-chars
+characters) of the eager model with the same blocks replaced by identity. Before any timing, each
+compiled variant's output on the timing window is checked against that eager model
+(torch.testing.assert_close), so the graph layer-skip built is the skipped model.
+
+Speed: ms per call (batch 1, 128 tokens, under torch.no_grad) of each compiled variant. Every
+variant is its own model copy behind a forward with a code object of its own, compiled once:
+Dynamo caches compiled code per code object, so variants sharing CharLM.forward would share one
+cache (each variant's guards fail for the others: recompiles, the recompile limit, eager
+fallback). After compiling and --warmup calls each (fastc times kernel choices on first calls),
+the variants are timed in --rounds interleaved rounds (the order rotates every round; per round
+and variant one untimed call, then --calls timed calls, averaged); the medians over rounds are
+reported. During the timing torch._dynamo.config.error_on_recompile is on, and the script checks
+that Dynamo compiled no frame and fastc no graph, and no call ran an unfrozen (weights changed)
+variant. The machine, its load before and after and the run time are written with the results.
 
 Writes <out>/layer-skip.md, <out>/layer-skip.json and <out>/layer-skip.png.
 """
@@ -25,7 +38,10 @@ import argparse
 import copy
 import json
 import os
+import platform
 import statistics
+import subprocess
+import sys
 import time
 import types
 from pathlib import Path
@@ -33,12 +49,35 @@ from pathlib import Path
 import torch
 import torch._dynamo
 from torch import nn
+from torch._dynamo.utils import counters
 
 import fastc
-from fastc.costmodel.machine import cpu_name
 from fastc_eval import zoo
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def machine() -> str:
+    model, flags = "unknown CPU", ""
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        for line in text.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+            if line.startswith("Flags:"):
+                have = set(line.split(":", 1)[1].split())
+                flags = ", ".join(f for f in ("avx2", "fma", "avx512f") if f in have)
+    except OSError:
+        pass
+    return (f"{model} ({os.cpu_count()} logical CPUs; {flags}), torch {torch.__version__}, "
+            f"torch.get_num_threads() = {torch.get_num_threads()}, {platform.system()}")
+
+
+def load() -> list[float]:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return []
 
 
 class Skip(nn.Module):
@@ -55,76 +94,149 @@ def skipped(model: nn.Module, blocks: list[int]) -> nn.Module:
     return out
 
 
-def compiled(model, **options):
-    """fastc's compiled model. Each variant gets a forward of its own code object: Dynamo caches
-    compiled frames per code object, and variants sharing CharLM.forward would share one cache
-    (and its guards), which skews interleaved timings."""
+def dynamo_state() -> dict:
+    """What Dynamo and fastc have compiled so far (to check that the timing compiles nothing)."""
+    return {"frames": counters["frames"]["total"], "graphs": counters["stats"]["unique_graphs"],
+            "recompiles": sum(counters["recompiles"].values()), "fastc_graphs": len(fastc.reports())}
+
+
+def compile_variant(name: str, model: nn.Module, x: torch.Tensor, **options):
+    """`model` compiled by fastc behind a forward of its own (a new code object: its own Dynamo
+    cache), called once on x. Checks that this made exactly one Dynamo frame, one graph and one
+    fastc graph without fallback. Returns (compiled, its GraphReport)."""
     def forward(self, tokens):
         return self.inner(tokens)
-    compiled.count = getattr(compiled, "count", 0) + 1
-    code = forward.__code__.replace(co_name=f"forward_{compiled.count}")
-    variant = type(f"Variant{compiled.count}", (nn.Module,), {"forward": types.FunctionType(code, forward.__globals__)})()
+    tag = "".join(c if c.isalnum() else "_" for c in name)
+    code = forward.__code__.replace(co_name=f"forward_{tag}")
+    cls = type(f"Variant_{tag}", (nn.Module,), {"forward": types.FunctionType(code, forward.__globals__, code.co_name)})
+    variant = cls()
     variant.inner = model
-    return torch.compile(variant, backend="fastc", options={"target": "cpu", "on_error": "raise", **options})
-
-
-def call(fn, x):
+    fn = torch.compile(variant, backend="fastc", options={"target": "cpu", "on_error": "raise", **options})
+    before = dynamo_state()
     with torch.no_grad():
-        return fn(x)
+        fn(x)
+    after = dynamo_state()
+    grew = {k: after[k] - before[k] for k in before}
+    assert grew == {"frames": 1, "graphs": 1, "recompiles": 0, "fastc_graphs": 1}, (name, grew)
+    report = fastc.reports()[-1]
+    assert report.kind == "inference" and report.fallback is None, (name, report.text())
+    return fn, report
+
+
+def kernel_choices(report) -> dict:
+    """How the kernels measured at the first call went (fastc's default kernel_choice="measure"
+    times ATen against generated code per kernel, on this machine, at that moment)."""
+    chosen = [m["candidate"] for m in report.measurements if m.get("chosen")]
+    aten = sum(1 for c in chosen if c == "aten")
+    return {"measured": len(chosen), "aten": aten, "generated": len(chosen) - aten}
+
+
+def check_output(name: str, fn, reference: nn.Module, x: torch.Tensor) -> float:
+    with torch.no_grad():
+        got, want = fn(x), reference(x)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4, msg=lambda m: f"{name}: compiled != eager\n{m}")
+    return (got - want).abs().max().item()
+
+
+def timed_rounds(variants: dict, x: torch.Tensor, rounds: int, calls: int, warmup: int) -> dict:
+    """{name: [ms per call, one per round]}: rounds interleave the variants (rotating order)."""
+    names = list(variants)
+    times = {name: [] for name in names}
+    with torch.no_grad(), torch._dynamo.config.patch(error_on_recompile=True):
+        for fn in variants.values():
+            for _ in range(warmup):
+                fn(x)
+        before = dynamo_state()
+        for r in range(rounds):
+            for name in names[r % len(names):] + names[:r % len(names)]:
+                fn = variants[name]
+                fn(x)  # untimed: this variant's weights and code back in cache
+                start = time.perf_counter()
+                for _ in range(calls):
+                    fn(x)
+                times[name].append((time.perf_counter() - start) * 1e3 / calls)
+        after = dynamo_state()
+    assert after == before, f"something was compiled while timing: {before} -> {after}"
+    changed = [r.graph_id for r in fastc.reports() if r.weights_changed]
+    assert not changed, f"graphs {changed} ran their unfrozen variant (weights changed)"
+    return times
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--eval-chars", type=int, default=20000)
-    ap.add_argument("--rounds", type=int, default=15)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="a validation run: k = 1 and n/2 only, 5 rounds, 3 warm-up calls, 4,000 eval chars "
+                         "(the files are marked as such)")
+    ap.add_argument("--ks", type=int, nargs="+", help="the k to run (default 1 .. n_layers // 2)")
+    ap.add_argument("--eval-chars", type=int, help="held-out characters for bpc (default 20000; quick 4000)")
+    ap.add_argument("--rounds", type=int, help="interleaved timing rounds (default 15; quick 5)")
+    ap.add_argument("--calls", type=int, default=5, help="timed calls per variant per round (averaged)")
+    ap.add_argument("--warmup", type=int, help="untimed calls per variant before the rounds (default 20; quick 3)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch.set_num_threads (ATen and fastc's generated kernels); default: leave as is")
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks"))
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rounds = args.rounds or (5 if args.quick else 15)
+    warmup = args.warmup if args.warmup is not None else (3 if args.quick else 20)
+    eval_chars = args.eval_chars or (4000 if args.quick else 20000)
+    started, load_before = time.time(), load()
     torch.manual_seed(0)
     spec = zoo.reference("char-lm")
     model = zoo.load("char-lm").eval()
     n = len(model.blocks)
+    ks = args.ks or ([1, n // 2] if args.quick else list(range(1, n // 2 + 1)))
     windows = spec.calibration(model, 9)
     calibration = [(windows[i:i + 1],) for i in range(8)]
     x = windows[8:9]
 
     def bpc(m):
-        return zoo.char_lm_metrics(m, args.eval_chars)["bpc"]
+        return zoo.char_lm_metrics(m, eval_chars)["bpc"]
 
-    variants = {"fastc": ([], compiled(model))}
-    call(variants["fastc"][1], x)
-    results = {"machine": cpu_name(), "threads": torch.get_num_threads(), "cores": os.cpu_count(),
-               "load_before": os.getloadavg()[0], "n_layers": n, "eval_chars": args.eval_chars,
-               "baseline_bpc": bpc(model), "rows": []}
-    for k in range(1, n // 2 + 1):
+    variants, blocks, max_err, choices = {}, {}, {}, {}
+    fn, report = compile_variant("fastc", copy.deepcopy(model), x)
+    max_err["fastc"], choices["fastc"] = check_output("fastc", fn, model, x), kernel_choices(report)
+    variants["fastc"], blocks["fastc"] = fn, []
+    rows = []
+    for k in ks:
         fraction = (k + 0.5) / n  # floor(fraction * n) = k
-        before = len(fastc.reports())
-        fn = compiled(model, lossy=f"layer-skip{{max_fraction={fraction:.4f}}}", calibration=calibration,
-                      accuracy_budget=None)
-        call(fn, x)
-        (record,) = [r for r in fastc.reports()[before:] if r.lossy][0].lossy
+        name = f"layer-skip k={k}"
+        fn, report = compile_variant(name, copy.deepcopy(model), x,
+                                     lossy=f"layer-skip{{max_fraction={fraction:.4f}}}",
+                                     calibration=calibration, accuracy_budget=None)
+        (record,) = report.lossy
         chosen = sorted(int(w.split(" ")[0].rsplit(".", 1)[1]) for w in record.rewritten)
         assert len(chosen) == k, record.text()
-        variants[f"layer-skip k={k}"] = (chosen, fn)
+        max_err[name] = check_output(name, fn, skipped(model, chosen), x)
+        choices[name] = kernel_choices(report)
+        variants[name], blocks[name] = fn, chosen
         last = list(range(n - k, n))
-        fn_last = compiled(skipped(model, last))
-        call(fn_last, x)
-        variants[f"last-k k={k}"] = (last, fn_last)
-        results["rows"].append({"k": k, "layer_skip_blocks": chosen, "layer_skip_bpc": bpc(skipped(model, chosen)),
-                                "last_k_blocks": last, "last_k_bpc": bpc(skipped(model, last)),
-                                "influence": record.rewritten})
-    times = {name: [] for name in variants}
-    for _ in range(args.rounds):  # interleaved: every variant once per round
-        for name, (_, fn) in variants.items():
-            call(fn, x)
-            start = time.perf_counter()
-            call(fn, x)
-            times[name].append((time.perf_counter() - start) * 1e3)
+        name = f"last-k k={k}"
+        fn, report = compile_variant(name, skipped(model, last), x)
+        max_err[name] = check_output(name, fn, skipped(model, last), x)
+        choices[name] = kernel_choices(report)
+        variants[name], blocks[name] = fn, last
+        rows.append({"k": k, "layer_skip_blocks": chosen, "layer_skip_bpc": bpc(skipped(model, chosen)),
+                     "last_k_blocks": last, "last_k_bpc": bpc(skipped(model, last)),
+                     "influence": [w.removeprefix("inner.") for w in record.rewritten]})
+        print(f"k={k}: layer-skip {chosen}, last-k {last} compiled and checked ({time.time() - started:.0f} s)",
+              flush=True)
+    with torch.no_grad():
+        eager = {"eager": lambda t: model(t)}
+        eager_ms = statistics.median(timed_rounds(eager, x, max(3, rounds // 3), args.calls, warmup)["eager"])
+    times = timed_rounds(variants, x, rounds, args.calls, warmup)
+    print(f"timed ({time.time() - started:.0f} s)", flush=True)
     ms = {name: statistics.median(t) for name, t in times.items()}
-    results["ms"] = ms
-    results["load_after"] = os.getloadavg()[0]
-    for row in results["rows"]:
+    spread = {name: [round(min(t), 3), round(max(t), 3)] for name, t in times.items()}
+    for row in rows:
         row["layer_skip_speedup"] = ms["fastc"] / ms[f"layer-skip k={row['k']}"]
         row["last_k_speedup"] = ms["fastc"] / ms[f"last-k k={row['k']}"]
+    results = {"quick": args.quick, "machine": machine(), "load_before": load_before, "load_after": load(),
+               "seconds": round(time.time() - started), "argv": sys.argv[1:], "n_layers": n,
+               "eval_chars": eval_chars, "rounds": rounds, "calls": args.calls, "warmup": warmup,
+               "baseline_bpc": bpc(model), "eager_ms": eager_ms, "ms": ms, "ms_min_max": spread,
+               "max_abs_error_vs_eager": max_err, "kernel_choices": choices, "rows": rows}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "layer-skip.json").write_text(json.dumps(results, indent=1))
@@ -134,26 +246,57 @@ def main():
 
 
 def write_markdown(r: dict, path: Path):
-    lines = [
-        "# layer-skip on the char LM: accuracy against speed-up",
+    loaded = max((r["load_before"] or [0])[:1] + (r["load_after"] or [0])[:1]) > 1.5
+    command = ".venv/bin/python bench/layer_skip.py" + "".join(f" {a}" for a in r["argv"])
+    lines = ["# layer-skip on the char LM: accuracy against speed-up", ""]
+    if r["quick"]:
+        lines += ["> **Quick validation run on a loaded machine; not the final numbers.** "
+                  "Regenerate with `.venv/bin/python bench/layer_skip.py` on a quiet machine.", ""]
+    lines += [
+        f"Machine: {r['machine']}. Load average {', '.join(map(str, r['load_before']))} at start, "
+        f"{', '.join(map(str, r['load_after']))} at the end. Run took {r['seconds']} s.",
         "",
-        "Generated by `bench/layer_skip.py` (see its docstring for the method). Trained char-lm "
-        f"({r['n_layers']} layers), bits per character on the first {r['eval_chars']:,} held-out characters "
-        f"(lower is better; the full model: {r['baseline_bpc']:.4f}). Speed: fastc target cpu, batch 1 x 128 "
-        f"tokens, median ms per call, every variant interleaved. Machine: {r['machine']}, {r['cores']} cores, "
-        f"torch threads {r['threads']}; load average {r['load_before']:.1f} before, {r['load_after']:.1f} after "
-        "(a shared machine: the speed-ups are indicative).",
+        f"Reproduce: `{command}` (writes this file, layer-skip.json and layer-skip.png; method in the "
+        "script's docstring).",
         "",
-        f"fastc without lossy passes: {r['ms']['fastc']:.3f} ms per call.",
+    ]
+    if loaded:
+        lines += ["**Load note**: other jobs were running on the machine (1-minute load average above 1.5); "
+                  "times are noisier than on an idle machine. The ratios come from interleaved rounds in one process."
+                  + (" With more than one thread on a loaded machine, every parallel region waits at its barrier for "
+                     "a descheduled thread; compiled graphs run many small kernels (each a parallel region), so their "
+                     "times inflate with the number of kernels rather than the work, and ratios against eager or "
+                     "between variants with different kernel counts are unreliable: on a shared machine use --threads 1."
+                     if "torch.get_num_threads() = 1," not in r["machine"] else ""), ""]
+    lines += [
+        f"Trained char-lm ({r['n_layers']} layers), bits per character on the first {r['eval_chars']:,} held-out "
+        f"characters (lower is better; the full model: {r['baseline_bpc']:.4f}), of the eager model with the "
+        "blocks replaced by identity; each compiled variant's output was checked against it before timing.",
         "",
-        "| k | layer-skip blocks | bpc | speed-up | last-k blocks | bpc | speed-up |",
-        "|---|---|---|---|---|---|---|",
+        f"Speed: fastc target cpu, batch 1 x 128 tokens, no_grad; {r['rounds']} interleaved rounds of {r['calls']} "
+        f"calls per variant after {r['warmup']} warm-up calls, median ms per call. Every variant was compiled once "
+        "(its own code object and model copy) and nothing was recompiled while timing (checked).",
+        "",
+        f"**Baseline**: fastc without lossy passes {r['ms']['fastc']:.2f} ms per call "
+        f"(eager PyTorch {r['eager_ms']:.2f} ms, timed separately in the same process).",
+        "",
+        "| k | layer-skip blocks | bpc | ms | speed-up | last-k blocks | bpc | ms | speed-up |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in r["rows"]:
-        lines.append(f"| {row['k']} | {row['layer_skip_blocks']} | {row['layer_skip_bpc']:.4f} | "
-                     f"{row['layer_skip_speedup']:.2f}x | {row['last_k_blocks']} | {row['last_k_bpc']:.4f} | "
+        k = row["k"]
+        lines.append(f"| {k} | {row['layer_skip_blocks']} | {row['layer_skip_bpc']:.4f} | "
+                     f"{r['ms'][f'layer-skip k={k}']:.2f} | {row['layer_skip_speedup']:.2f}x | "
+                     f"{row['last_k_blocks']} | {row['last_k_bpc']:.4f} | {r['ms'][f'last-k k={k}']:.2f} | "
                      f"{row['last_k_speedup']:.2f}x |")
-    lines += ["", "Block Influence of the removed blocks (layer-skip's proposals, least influential first):", ""]
+    lines += ["", "Kernel choices (fastc measures ATen against generated code per kernel at the first call; "
+              "measured choices under load can differ between variants): "
+              + "; ".join(f"{name} {c['aten']} ATen / {c['generated']} generated" for name, c in r["kernel_choices"].items())
+              + "."]
+    lines += ["", f"Removing k of {r['n_layers']} blocks removes at most k/{r['n_layers']} of the work "
+              "(the embedding, final norm and head stay), so the speed-up should be at most about "
+              f"{r['n_layers']}/({r['n_layers']}-k); at equal k both variants run the same amount of work.",
+              "", "Block Influence of the removed blocks (layer-skip's proposals, least influential first):", ""]
     lines += [f"- k={row['k']}: " + "; ".join(row["influence"]) for row in r["rows"]]
     lines += ["", "![bpc against speed-up](layer-skip.png)", ""]
     path.write_text("\n".join(lines))
@@ -176,7 +319,7 @@ def plot(r: dict, path: Path):
             ax.annotate(f"k={row['k']}", (row[f"{key}_speedup"], row[f"{key}_bpc"]), fontsize=7)
     ax.set_xlabel("speed-up over fastc without lossy passes (target cpu)")
     ax.set_ylabel("bits per character (held-out)")
-    ax.set_title("char LM: layer-skip vs dropping the last k blocks")
+    ax.set_title("char LM: layer-skip vs dropping the last k blocks" + (" (quick run)" if r["quick"] else ""))
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
