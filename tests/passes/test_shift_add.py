@@ -1,6 +1,7 @@
 """shift-add on captured graphs: outputs stay close to the original graph's (closer with more
 bits), one fastc.bcq_linear per matched layer, mixed bits within the average, activation-aware
-quantization beating plain BCQ on skewed inputs, retry at more bits, option errors."""
+quantization beating plain BCQ on skewed inputs, end-to-end (output) sensitivity against the
+per-layer proxy, retry at more bits, option errors."""
 import copy
 import re
 
@@ -128,7 +129,8 @@ def test_transformer_block_every_linear_and_no_attention_product():
     assert _relative_error(expected, gm(x)[0] - x) < 0.15
 
 
-def test_mixed_bits_keep_the_average_and_lower_the_summed_error():
+@pytest.mark.parametrize("sensitivity", ["output", "layer"])
+def test_mixed_bits_keep_the_average_and_lower_the_summed_error(sensitivity):
     torch.manual_seed(2)
     model = Block().eval()
     gm = capture(model, (torch.randn(2, 8, 32),))
@@ -136,14 +138,14 @@ def test_mixed_bits_keep_the_average_and_lower_the_summed_error():
     scale = torch.exp(torch.randn(32))
     ctx = PassContext(calibration_inputs=[[torch.randn(4, 16, 32) * scale] for _ in range(2)])
     for bits in (2.5, 3):
-        p = ShiftAdd(bits=bits, rounds=ROUNDS)
+        p = ShiftAdd(bits=bits, rounds=ROUNDS, sensitivity=sensitivity)
         proposals = p.propose(gm, ctx)
         params = sum(q.layer.params for q in proposals)
         average = sum(q.layer.params * q.bits for q in proposals) / params
         assert average <= bits + 1e-9
         assert all(1 <= q.bits <= 4 for q in proposals)
-        mixed = sum(q.layer.params * p._error(q.layer, q.bits) for q in proposals)
-        uniform = sum(q.layer.params * p._error(q.layer, int(bits)) for q in proposals)
+        mixed = sum(p._cost(q.layer, q.bits) for q in proposals)
+        uniform = sum(p._cost(q.layer, int(bits)) for q in proposals)
         assert mixed <= uniform
         if bits == 2.5:
             assert average > 2.2, [q.what for q in proposals]  # the spare half bit is spent
@@ -194,6 +196,91 @@ def test_retry_offers_left_out_layers_at_one_more_bit(mlp):
     assert p.retry(gm, ctx, again) == []  # at max_bits
 
 
+class TwoBranches(nn.Module):
+    """Two Linears with the same weight on the same input; the head reads branch b ten times
+    louder, so b's weight error costs about 100x more at the output than a's."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.head = nn.Linear(32, 32), nn.Linear(32, 32), nn.Linear(64, 16)
+        with torch.no_grad():
+            self.b.load_state_dict(self.a.state_dict())
+            self.head.weight[:, 32:] *= 10
+
+    def forward(self, x):
+        return self.head(torch.cat([F.gelu(self.a(x)), F.gelu(self.b(x))], -1))
+
+
+def _by_layer(proposals, gm):
+    """{"a" | "b" | "head": proposal}, by the order of the products in the graph."""
+    names = dict(zip((n.name for n in _products(gm)), ("a", "b", "head")))
+    return {names[q.layer.node]: q for q in proposals}
+
+
+def test_output_sensitivity_ranks_the_layer_that_matters_more():
+    torch.manual_seed(4)
+    model = TwoBranches().eval()
+    gm = capture(model, (torch.randn(8, 32),))
+    ctx = PassContext(calibration_inputs=[[torch.randn(128, 32)] for _ in range(2)])
+    # The per-layer proxy sees two identical layers; the model output does not.
+    layer = _by_layer(ShiftAdd(bits=2, mixed=False, rounds=ROUNDS, sensitivity="layer").propose(gm, ctx), gm)
+    assert layer["a"].sensitivity == pytest.approx(layer["b"].sensitivity)
+    output = _by_layer(ShiftAdd(bits=2, mixed=False, rounds=ROUNDS, sensitivity="output").propose(gm, ctx), gm)
+    assert output["b"].sensitivity > 20 * output["a"].sensitivity
+    # Mixed bits: the louder branch gets the bits (the proxy splits them by graph order).
+    mixed = _by_layer(ShiftAdd(bits=2.5, rounds=ROUNDS, sensitivity="output").propose(gm, ctx), gm)
+    assert mixed["b"].bits > mixed["a"].bits, {k: q.bits for k, q in mixed.items()}
+
+
+def test_output_error_is_the_kl_of_quantizing_that_layer_alone(mlp):
+    model, calibration, x = mlp
+    gm = capture(model, (x,))
+    ctx = PassContext(calibration_inputs=calibration)
+    proposals = ShiftAdd(bits=2, mixed=False, rounds=ROUNDS).propose(gm, ctx)
+    probe = proposals[0].layer.probe
+    # The MLP's output is (rows, 8) scores: KL of the softmax, over all 512 rows (4 batches).
+    assert probe.main == 0 and probe.rows == 512 and len(probe.batches) == 4
+    for q in proposals:
+        trial = torch.fx.GraphModule(gm, copy.deepcopy(gm.graph))
+        q.apply(trial)
+        trial.recompile()
+        kl = sum(F.kl_div(F.log_softmax(trial(*b)[0], -1), F.log_softmax(gm(*b)[0], -1),
+                          log_target=True, reduction="sum") for b in calibration) / 512
+        assert q.layer.output_errors[2] == pytest.approx(float(kl), rel=1e-4, abs=1e-9)
+        assert q.sensitivity == pytest.approx(q.layer.output_errors[2] / q.layer.share)
+
+
+def test_output_probe_caps_rows_and_falls_back_to_relative_error(monkeypatch):
+    import fastc.passes.shift_add as shift_add
+    monkeypatch.setattr(shift_add, "PROBE_ROWS", 48)
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Linear(32, 32), nn.GELU(), nn.Linear(32, 1)).eval()  # no class scores
+    gm = capture(model, (torch.randn(8, 32),))
+    calibration = [[torch.randn(40, 32)] for _ in range(3)]
+    proposals = ShiftAdd(bits=2, mixed=False, rounds=ROUNDS, min_features=1).propose(
+        gm, PassContext(calibration_inputs=calibration))
+    probe = proposals[0].layer.probe
+    # The first batch whole (40 rows), then 8 rows of the second (cut along its batch dimension).
+    assert [b[0].shape[0] for b in probe.batches] == [40, 8] and probe.rows == 48
+    assert probe.main is None
+    for q in proposals:
+        trial = torch.fx.GraphModule(gm, copy.deepcopy(gm.graph))
+        q.apply(trial)
+        trial.recompile()
+        diff = sum(float(((trial(*b)[0] - gm(*b)[0]) ** 2).sum()) for b in probe.batches)
+        norm = sum(float((gm(*b)[0] ** 2).sum()) for b in probe.batches)
+        assert q.layer.output_errors[2] == pytest.approx(diff / norm, rel=1e-4)
+
+
+def test_output_sensitivity_without_calibration_uses_the_layer_proxy(mlp):
+    model, _, x = mlp
+    gm = capture(model, (x,))
+    p = ShiftAdd(bits=2, mixed=False, rounds=1)
+    proposals = p.propose(gm, PassContext())
+    assert all(q.layer.probe is None for q in proposals)
+    assert [q.sensitivity for q in proposals] == [q.layer.cache[2][1] / q.layer.share for q in proposals]
+
+
 @pytest.mark.parametrize("options, message", [
     ({"bits": "9"}, "option bits=9 is not valid (expected a number in [1, 8])"),
     ({"bits": "0.5"}, "option bits=0.5 is not valid"),
@@ -203,6 +290,7 @@ def test_retry_offers_left_out_layers_at_one_more_bit(mlp):
     ({"min_features": "0"}, "option min_features=0 is not valid"),
     ({"bits": "three"}, "option bits='three' is not valid (expected a number)"),
     ({"mixed": "maybe"}, "option mixed='maybe' is not valid (expected true or false)"),
+    ({"sensitivity": "loss"}, "option sensitivity='loss' is not valid"),
 ])
 def test_bad_options(options, message):
     with pytest.raises(ValueError, match=re.escape("pass 'shift-add': " + message)):
