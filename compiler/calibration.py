@@ -96,13 +96,17 @@ def _binder(gm: fx.GraphModule, example_inputs: list) -> Callable[[tuple], list]
                 value = eval(source, {"L": scope, "G": f_globals, "__builtins__": builtins})  # noqa: S307
             except Exception as e:
                 raise ValueError(f"the graph input {source} cannot be read from it ({type(e).__name__}: {e})") from None
-            _check_fits(source, value, example, not dynamic)
-            values.append(value)
+            values.append(_fitted(source, value, example, not dynamic))
         return values
     return to_inputs
 
 
-def _check_fits(source: str, value, example, same_shape: bool) -> None:
+def _fitted(source: str, value, example, same_shape: bool):
+    """`value` as the graph input `example` stands for; a ValueError when it does not fit."""
+    if (isinstance(example, torch.Tensor) and example.dim() == 0 and isinstance(value, (int, float))
+            and not isinstance(value, bool)):
+        # A Python number Dynamo passes as a 0-d tensor (a float attribute, dynamic=True).
+        return torch.tensor(value, dtype=example.dtype, device=example.device)
     if isinstance(example, torch.Tensor):
         if not isinstance(value, torch.Tensor):
             raise ValueError(f"{source} is a {type(value).__name__}, the model was compiled for a tensor")
@@ -113,3 +117,4 @@ def _check_fits(source: str, value, example, same_shape: bool) -> None:
             raise ValueError(f"{source} has shape {list(value.shape)}, and the graph was captured for "
                              f"{list(example.shape)} (give calibration inputs shaped like the model's "
                              "inputs, or compile with dynamic=True)")
+    return value

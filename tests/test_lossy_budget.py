@@ -343,3 +343,20 @@ def test_graph_after_a_graph_break_leaves_lossy_passes_out_visibly(caplog):
     assert any("graph break" in (p.note or "") for p in second.passes)
     assert any("left out" in r.message and "graph break" in r.message for r in caplog.records)
     assert math.isfinite(float(out.sum()))
+
+
+def test_dynamic_float_attribute_inputs_bind():
+    """With dynamic=True Dynamo passes a module's float attribute (Embedding.norm_type) as a 0-d
+    tensor input; the calibration binding reads the Python float and passes it the same way."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(20, 16), nn.Linear(16, 10)).eval()
+    calibration = [(torch.randint(0, 20, (n,)),) for n in (5, 7, 9, 11)]
+    before = len(fastc.reports())
+    compiled = torch.compile(model, backend="fastc", dynamic=True, options={
+        "target": "aten", "on_error": "raise", "lossy": "test-only-round-each{decimals=1}",
+        "calibration": calibration, "accuracy_metric": "relative-error", "accuracy_budget": 0.05})
+    with torch.no_grad():
+        out = compiled(torch.randint(0, 20, (6,)))
+    (report,) = fastc.reports()[before:]
+    (record,) = report.lossy
+    assert record.loss <= 0.05 and out.shape == (6, 10)
