@@ -38,9 +38,7 @@ import argparse
 import copy
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 import types
@@ -55,22 +53,8 @@ import fastc
 from fastc_eval import zoo
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def machine() -> str:
-    model, flags = "unknown CPU", ""
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        for line in text.splitlines():
-            if line.startswith("Model name:"):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("Flags:"):
-                have = set(line.split(":", 1)[1].split())
-                flags = ", ".join(f for f in ("avx2", "fma", "avx512f") if f in have)
-    except OSError:
-        pass
-    return (f"{model} ({os.cpu_count()} logical CPUs; {flags}), torch {torch.__version__}, "
-            f"torch.get_num_threads() = {torch.get_num_threads()}, {platform.system()}")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bcq_cpu_speed import machine  # noqa: E402  (one description of the machine for every bench)
 
 
 def load() -> list[float]:

@@ -44,6 +44,7 @@ from torch import nn
 
 from fastc.costmodel.machine import cpu_name
 from fastc.kernels.bcq import rtn_dequantized
+from fastc.passes.shift_add import group_size_for
 from fastc_eval import measure, zoo
 from fastc_eval.data import stdlib_corpus
 
@@ -66,23 +67,12 @@ def load_average() -> str:
 
 
 # -- the layers the pass matches ----------------------------------------------------------------
-def group_for(in_features: int, wanted: int = GROUP_SIZE) -> int | None:
-    """The pass's rule: `wanted` if it divides in_features, else the largest divisor of
-    in_features that is a multiple of 8 and at most `wanted`; None if there is none."""
-    if in_features % wanted == 0:
-        return wanted
-    for d in range(min(wanted, in_features) // 8 * 8, 0, -8):
-        if in_features % d == 0:
-            return d
-    return None
-
-
 def matched_linears(model: nn.Module) -> list[tuple[str, nn.Linear, int]]:
     """(name, module, group size) of every nn.Linear the pass would rewrite."""
     out = []
     for name, m in model.named_modules():
         if isinstance(m, nn.Linear) and min(m.weight.shape) >= MIN_FEATURES:
-            g = group_for(m.in_features)
+            g = group_size_for(m.in_features, GROUP_SIZE)  # the pass's own rule
             if g is not None:
                 out.append((name, m, g))
     return out

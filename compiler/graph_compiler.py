@@ -23,7 +23,7 @@ from .debug_dump import DebugDump
 from .freezing import freeze
 from .lossy_context import lossy_context
 from .frozen_weights import FrozenWeights, Variant
-from .ir.constants import drop_unused_constants, is_constant
+from .ir.constants import copy_graph, drop_unused_constants, is_constant
 from .options import Options
 from .pass_manager import run_pipeline
 from .report import REPORTS, GraphReport, count_ops, op_histogram, record_plan
@@ -61,7 +61,7 @@ def _compile_real(gm: fx.GraphModule, kind: str, opts: Options, frozen: list[int
     guard = None
     try:
         if frozen:
-            captured = _copy(gm)
+            captured = copy_graph(gm)
             guard = FrozenWeights(frozen, [example_inputs[i] for i in frozen])
             freeze(gm, example_inputs, frozen)
             dump.graph("frozen", gm)
@@ -102,7 +102,7 @@ def _compile_real(gm: fx.GraphModule, kind: str, opts: Options, frozen: list[int
 
         def build_unfrozen():
             with unset_fake_temporarily():
-                return _compile_real(_copy(pristine), kind, opts, [], None, None, variant_of=report.graph_id)
+                return _compile_real(copy_graph(pristine), kind, opts, [], None, None, variant_of=report.graph_id)
         unfrozen = Variant(build_unfrozen)
     return _boxed(gm, frozen, runner, guard, unfrozen, report)
 
@@ -125,11 +125,6 @@ def _no_constant_outputs(gm: fx.GraphModule) -> int:
     if copies:
         gm.recompile()
     return len(copies)
-
-
-def _copy(gm: fx.GraphModule) -> fx.GraphModule:
-    import copy
-    return fx.GraphModule(gm, copy.deepcopy(gm.graph))
 
 
 def _generate_code(gm: fx.GraphModule, opts: Options, report: GraphReport, dump: DebugDump, choices):

@@ -18,7 +18,6 @@ the graph's ATen ops on a held-out batch).
 """
 from __future__ import annotations
 
-import copy
 import logging
 import statistics
 import time
@@ -29,7 +28,7 @@ import torch.fx as fx
 from fastc.passes import LossyPass, Pass, PassContext, Proposal
 from fastc.passes.metrics import run_graph
 
-from .ir.constants import constant_value, is_constant
+from .ir.constants import constant_value, copy_graph, is_constant
 
 log = logging.getLogger("fastc")
 
@@ -87,8 +86,9 @@ def run_lossy(gm: fx.GraphModule, p: Pass, ctx: PassContext) -> LossyRecord:
     record.ms_before = _time(gm, batch)
     if check is not None:
         record.metric, record.budget = check.metric.name, check.budget
-        check.baseline_of(gm)  # the graph before the first lossy pass
-        record.metric_before = check.metric.value(gm)
+        first = check.baseline is None
+        baseline = check.baseline_of(gm)  # the graph before the first lossy pass
+        record.metric_before = baseline if first else check.metric.value(gm)
     pending = proposals_of(p, gm, ctx)
     record.not_proposed = list(getattr(pending, "notes", ()))
     if not pending:
@@ -97,7 +97,7 @@ def run_lossy(gm: fx.GraphModule, p: Pass, ctx: PassContext) -> LossyRecord:
     measured: dict[int, float] = {}  # loss of kept + prefix, by prefix length, this round
 
     def loss_of(prefix: list[Proposal]) -> float:
-        trial = _copy(gm)
+        trial = copy_graph(gm)
         for q in kept + prefix:
             q.apply(trial)
         trial.graph.lint()
@@ -161,12 +161,8 @@ def _longest_within(pending: list[Proposal], loss_of, within, measured: dict[int
     return lo
 
 
-def _copy(gm: fx.GraphModule) -> fx.GraphModule:
-    return fx.GraphModule(gm, copy.deepcopy(gm.graph))
-
-
 def _applied(gm: fx.GraphModule, kept: list[Proposal]) -> fx.GraphModule:
-    g = _copy(gm)
+    g = copy_graph(gm)
     for q in kept:
         q.apply(g)
     g.recompile()

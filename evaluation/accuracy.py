@@ -14,7 +14,6 @@ rewrites and output error.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import statistics
@@ -23,10 +22,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import torch
-import torch.fx as fx
 from torch import nn
 
-from fastc.ir.constants import drop_unused_constants
+from fastc.ir.constants import copy_graph, drop_unused_constants
 from fastc.pass_manager import run_passes
 from fastc.passes import AccuracyCheck, Pass, PassContext, RelativeError, parse_pipeline
 from fastc.report import GraphReport
@@ -161,7 +159,7 @@ def measure(model: str | nn.Module, passes: str | list[Pass] = "", *,
     per_seed, weights_after, costs = [], None, None
     for seed in seeds:
         torch.manual_seed(seed)
-        gm = fx.GraphModule(graph, copy.deepcopy(graph.graph))
+        gm = copy_graph(graph)
         record = GraphReport(0, "inference")
         ctx = PassContext(target="aten", example_inputs=[calib], calibration_inputs=[[calib]],
                           held_out_inputs=[[calib]], accuracy=AccuracyCheck(RelativeError([[calib]]), accuracy_budget),

@@ -1,7 +1,6 @@
 """layer-skip: whole residual blocks are removed, the residual stream passing through (lossy)."""
 from __future__ import annotations
 
-import copy
 import logging
 import math
 from dataclasses import dataclass
@@ -10,7 +9,7 @@ from typing import Literal
 import torch
 import torch.fx as fx
 
-from fastc.ir.constants import constant_value, is_constant
+from fastc.ir.constants import constant_value, copy_graph, is_constant
 
 from .base import register
 from .context import PassContext
@@ -116,7 +115,7 @@ def removal_loss(gm: fx.GraphModule, blocks: list[ResidualBlock], ctx: PassConte
         reference = [run_graph(gm, b) for b in batches]
     losses = []
     for block in blocks:
-        trial = fx.GraphModule(gm, copy.deepcopy(gm.graph))
+        trial = copy_graph(gm)
         remove_block(trial, block)
         trial.graph.lint()
         trial.recompile()

@@ -43,8 +43,10 @@ def run_graph(gm: fx.GraphModule, batch: list) -> list:
 
 class Metric(ABC):
     name: str
-    #: What the metric of the graph as it was is, before any rewrite.
+
     def start(self, gm: fx.GraphModule) -> float:
+        """The metric of the original graph (before any rewrite); metrics that compare with it
+        keep its outputs here."""
         return self.value(gm)
 
     @abstractmethod

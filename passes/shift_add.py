@@ -152,7 +152,7 @@ class ShiftAdd(LossyPass):
             out_features, in_features = weight.shape
             if min(out_features, in_features) < self.min_features:
                 continue
-            group = _group_size(in_features, self.group_size)
+            group = group_size_for(in_features, self.group_size)
             if group is None:
                 continue
             scope = node_scope(node)
@@ -497,7 +497,7 @@ def _constant_through_views(arg):
     return value, arg
 
 
-def _group_size(in_features: int, wanted: int) -> int | None:
+def group_size_for(in_features: int, wanted: int) -> int | None:
     """`wanted` if it divides in_features, else the largest divisor of in_features that is a
     multiple of 8 and at most `wanted`; None if there is none."""
     if in_features % wanted == 0:

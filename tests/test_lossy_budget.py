@@ -3,6 +3,7 @@ reaching the graph, the metrics, and the search that keeps the largest set of a 
 within the budget. Every number is checked against eager PyTorch on the held-out inputs."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -44,13 +45,8 @@ class _RoundEach(LossyPass):
         for name, d in decimals.items():
             if d < 4:
                 (p,) = [q for q in _RoundEach(d + 1).propose(gm, ctx) if q.what == name]
-                out.append(dataclass_replace(p, what=f"{name}@{d + 1}"))
+                out.append(dataclasses.replace(p, what=f"{name}@{d + 1}"))
         return sorted(out, key=lambda p: p.sensitivity)
-
-
-def dataclass_replace(p, **kw):
-    import dataclasses
-    return dataclasses.replace(p, **kw)
 
 
 def _replacer(name, value):

@@ -6,12 +6,12 @@
 - `constants`: frozen weights and other constants held by a graph.
 - `targets`: naming op targets in text and resolving names back to callables.
 """
-from .constants import add_constant, constant_value, is_constant
+from .constants import add_constant, constant_value, copy_graph, is_constant
 from .parser import ParseError, parse_graph
 from .printer import node_scope, print_graph, scope_path, set_scope
 from .types import ScalarType, TensorType, TupleType, node_type
 
 __all__ = [
     "ParseError", "ScalarType", "TensorType", "TupleType", "add_constant", "constant_value",
-    "is_constant", "node_scope", "node_type", "parse_graph", "print_graph", "scope_path", "set_scope",
+    "copy_graph", "is_constant", "node_scope", "node_type", "parse_graph", "print_graph", "scope_path", "set_scope",
 ]

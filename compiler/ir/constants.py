@@ -44,6 +44,14 @@ def add_constant(gm: fx.GraphModule, value: torch.Tensor, hint: str = "c", *, be
     return node
 
 
+def copy_graph(gm: fx.GraphModule) -> fx.GraphModule:
+    """A copy of `gm` whose graph (nodes, names, meta) is its own and whose constants are the same
+    tensors: rewriting the copy (new constants, other nodes) leaves `gm` as it is, as long as no
+    constant is changed in place (passes never do)."""
+    import copy
+    return fx.GraphModule(gm, copy.deepcopy(gm.graph))
+
+
 def drop_unused_constants(gm: fx.GraphModule) -> int:
     """Removes constants no get_attr node reads any more (say, weights folded into others), so
     the compiled graph holds no tensor it does not use. Returns how many were dropped."""
