@@ -5,12 +5,20 @@
 
 For each k (--ks, default 1 .. n_layers // 2):
 
-  layer-skip  torch.compile(backend="fastc", options={"target": "cpu", "lossy":
-              "layer-skip{max_fraction=(k+0.5)/n}", "calibration": 8 training windows (4 score the
-              blocks, 4 held out), "accuracy_budget": None}): the k least influential blocks (Block
-              Influence on the calibration windows) go
+  influence   torch.compile(backend="fastc", options={"target": "cpu", "lossy":
+              "layer-skip{max_fraction=(k+0.5)/n,score=influence}", "calibration": 8 training
+              windows (4 score the blocks, 4 held out), "accuracy_budget": None}): the k least
+              influential blocks (Block Influence on the calibration windows) go
+  loss        the same with score=loss and accuracy_metric = minus the bpc on validation text
+              (the last --metric-chars characters of the held-out split, never read by the
+              reported bpc): blocks picked greedily by measured loss
   last-k      the naive baseline: the last k blocks replaced by identity in a copy of the model,
               compiled by fastc (target cpu) with no lossy pass
+
+and "fastc": the full model compiled by fastc (target cpu) with no lossy pass, the speed baseline.
+Then two runs within a 1% budget (layer-skip{score=loss,max_fraction=0.5}): the validation bpc
+may rise by 1% of the full model's, and top-1 agreement with the full model (the default metric,
+on the held-out calibration windows) may fall by 0.01.
 
 and "fastc": the full model compiled by fastc (target cpu) with no lossy pass, the speed baseline.
 
@@ -51,6 +59,7 @@ from torch._dynamo.utils import counters
 
 import fastc
 from fastc_eval import zoo
+from fastc_eval.data import stdlib_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -153,6 +162,8 @@ def main():
                          "(the files are marked as such)")
     ap.add_argument("--ks", type=int, nargs="+", help="the k to run (default 1 .. n_layers // 2)")
     ap.add_argument("--eval-chars", type=int, help="held-out characters for bpc (default 20000; quick 4000)")
+    ap.add_argument("--metric-chars", type=int, default=8192,
+                    help="validation characters (the end of the held-out split) the budget's metric reads")
     ap.add_argument("--rounds", type=int, help="interleaved timing rounds (default 15; quick 5)")
     ap.add_argument("--calls", type=int, default=5, help="timed calls per variant per round (averaged)")
     ap.add_argument("--warmup", type=int, help="untimed calls per variant before the rounds (default 20; quick 3)")
@@ -178,34 +189,61 @@ def main():
     def bpc(m):
         return zoo.char_lm_metrics(m, eval_chars)["bpc"]
 
+    # The budget's metric: minus bpc on validation text that the reported bpc never reads (the
+    # last --metric-chars characters of the held-out split; the report reads its first
+    # --eval-chars), one 128-token window per call as the compiled graph has static shapes.
+    val = zoo.corpus_tokens()[1]
+    metric_windows = stdlib_corpus.eval_windows(val[-args.metric_chars:], windows.shape[1], args.metric_chars)
+
+    def minus_validation_bpc(m):
+        return -zoo.lm_metrics(m, metric_windows, batch=1)["bpc"]
+
     variants, blocks, max_err, choices = {}, {}, {}, {}
-    fn, report = compile_variant("fastc", copy.deepcopy(model), x)
-    max_err["fastc"], choices["fastc"] = check_output("fastc", fn, model, x), kernel_choices(report)
-    variants["fastc"], blocks["fastc"] = fn, []
+
+    def add(name: str, chosen_from, **options) -> list[str]:
+        """Compiles a variant, checks it against the eager model with its blocks skipped; returns
+        the lossy pass's rewrites (empty for variants without one)."""
+        fn, report = compile_variant(name, copy.deepcopy(model if chosen_from is None else skipped(model, chosen_from)),
+                                     x, **options)
+        rewritten = report.lossy[0].rewritten if report.lossy else []
+        chosen = chosen_from if chosen_from is not None else \
+            sorted(int(w.split(" ")[0].rsplit(".", 1)[1]) for w in rewritten)
+        max_err[name] = check_output(name, fn, skipped(model, chosen), x)
+        choices[name], variants[name], blocks[name] = kernel_choices(report), fn, chosen
+        return rewritten
+
+    add("fastc", [])
     rows = []
     for k in ks:
         fraction = (k + 0.5) / n  # floor(fraction * n) = k
-        name = f"layer-skip k={k}"
-        fn, report = compile_variant(name, copy.deepcopy(model), x,
-                                     lossy=f"layer-skip{{max_fraction={fraction:.4f}}}",
-                                     calibration=calibration, accuracy_budget=None)
-        (record,) = report.lossy
-        chosen = sorted(int(w.split(" ")[0].rsplit(".", 1)[1]) for w in record.rewritten)
-        assert len(chosen) == k, record.text()
-        max_err[name] = check_output(name, fn, skipped(model, chosen), x)
-        choices[name] = kernel_choices(report)
-        variants[name], blocks[name] = fn, chosen
+        row = {"k": k}
+        for method, extra in (("influence", {}), ("loss", {"accuracy_metric": minus_validation_bpc})):
+            name = f"{method} k={k}"
+            rewritten = add(name, None, lossy=f"layer-skip{{max_fraction={fraction:.4f},score={method}}}",
+                            calibration=calibration, accuracy_budget=None, **extra)
+            assert len(blocks[name]) == k, (name, rewritten)
+            row[f"{method}_blocks"], row[f"{method}_bpc"] = blocks[name], bpc(skipped(model, blocks[name]))
+            row[f"{method}_proposals"] = [w.removeprefix("inner.") for w in rewritten]
         last = list(range(n - k, n))
-        name = f"last-k k={k}"
-        fn, report = compile_variant(name, skipped(model, last), x)
-        max_err[name] = check_output(name, fn, skipped(model, last), x)
-        choices[name] = kernel_choices(report)
-        variants[name], blocks[name] = fn, last
-        rows.append({"k": k, "layer_skip_blocks": chosen, "layer_skip_bpc": bpc(skipped(model, chosen)),
-                     "last_k_blocks": last, "last_k_bpc": bpc(skipped(model, last)),
-                     "influence": [w.removeprefix("inner.") for w in record.rewritten]})
-        print(f"k={k}: layer-skip {chosen}, last-k {last} compiled and checked ({time.time() - started:.0f} s)",
-              flush=True)
+        add(f"last-k k={k}", last)
+        row["last_k_blocks"], row["last_k_bpc"] = last, bpc(skipped(model, last))
+        rows.append(row)
+        print(f"k={k}: influence {row['influence_blocks']}, loss {row['loss_blocks']}, last-k {last} "
+              f"compiled and checked ({time.time() - started:.0f} s)", flush=True)
+    # Within a 1% budget: the greedy loss search on the validation bpc (1% of the full model's),
+    # and the default metric (top-1 agreement with the full model on the held-out calibration
+    # windows) with a budget of 0.01.
+    full_val_bpc = -minus_validation_bpc(model)
+    budgets = []
+    for name, metric, budget in (("budget bpc+1%", minus_validation_bpc, 0.01 * full_val_bpc),
+                                 ("budget agreement-1%", "agreement", 0.01)):
+        before = len(fastc.reports())
+        rewritten = add(name, None, lossy=f"layer-skip{{max_fraction=0.5,score=loss}}", calibration=calibration,
+                        accuracy_metric=metric, accuracy_budget=budget)
+        (record,) = fastc.reports()[before].lossy
+        budgets.append({"name": name, "budget": budget, "blocks": blocks[name], "loss": record.loss,
+                        "kept": rewritten, "left_out": record.left_out, "bpc": bpc(skipped(model, blocks[name]))})
+        print(f"{name}: removed {blocks[name]} (loss {record.loss:.4g}, budget {budget:.4g})", flush=True)
     with torch.no_grad():
         eager = {"eager": lambda t: model(t)}
         eager_ms = statistics.median(timed_rounds(eager, x, max(3, rounds // 3), args.calls, warmup)["eager"])
@@ -214,13 +252,16 @@ def main():
     ms = {name: statistics.median(t) for name, t in times.items()}
     spread = {name: [round(min(t), 3), round(max(t), 3)] for name, t in times.items()}
     for row in rows:
-        row["layer_skip_speedup"] = ms["fastc"] / ms[f"layer-skip k={row['k']}"]
-        row["last_k_speedup"] = ms["fastc"] / ms[f"last-k k={row['k']}"]
+        for method in ("influence", "loss", "last_k"):
+            row[f"{method}_speedup"] = ms["fastc"] / ms[f"{method.replace('_', '-')} k={row['k']}"]
+    for b in budgets:
+        b["speedup"] = ms["fastc"] / ms[b["name"]]
     results = {"quick": args.quick, "machine": machine(), "load_before": load_before, "load_after": load(),
                "seconds": round(time.time() - started), "argv": sys.argv[1:], "n_layers": n,
                "eval_chars": eval_chars, "rounds": rounds, "calls": args.calls, "warmup": warmup,
                "baseline_bpc": bpc(model), "eager_ms": eager_ms, "ms": ms, "ms_min_max": spread,
-               "max_abs_error_vs_eager": max_err, "kernel_choices": choices, "rows": rows}
+               "max_abs_error_vs_eager": max_err, "kernel_choices": choices, "rows": rows,
+               "validation_bpc": full_val_bpc, "metric_chars": args.metric_chars, "budgets": budgets}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "layer-skip.json").write_text(json.dumps(results, indent=1))
@@ -264,15 +305,21 @@ def write_markdown(r: dict, path: Path):
         f"**Baseline**: fastc without lossy passes {r['ms']['fastc']:.2f} ms per call "
         f"(eager PyTorch {r['eager_ms']:.2f} ms, timed separately in the same process).",
         "",
-        "| k | layer-skip blocks | bpc | ms | speed-up | last-k blocks | bpc | ms | speed-up |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| k | influence: blocks | bpc | speed-up | loss (greedy): blocks | bpc | speed-up "
+        "| last k: blocks | bpc | speed-up |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in r["rows"]:
-        k = row["k"]
-        lines.append(f"| {k} | {row['layer_skip_blocks']} | {row['layer_skip_bpc']:.4f} | "
-                     f"{r['ms'][f'layer-skip k={k}']:.2f} | {row['layer_skip_speedup']:.2f}x | "
-                     f"{row['last_k_blocks']} | {row['last_k_bpc']:.4f} | {r['ms'][f'last-k k={k}']:.2f} | "
-                     f"{row['last_k_speedup']:.2f}x |")
+        lines.append(f"| {row['k']} | " + " | ".join(
+            f"{row[f'{m}_blocks']} | {row[f'{m}_bpc']:.4f} | {row[f'{m}_speedup']:.2f}x"
+            for m in ("influence", "loss", "last_k")) + " |")
+    lines += ["", "ms per call: " + ", ".join(f"{name} {v:.2f}" for name, v in r["ms"].items()) + ".", "",
+              f"**Within a 1% budget** (layer-skip{{score=loss,max_fraction=0.5}}; the full model's validation "
+              f"bpc {r['validation_bpc']:.4f} on the last {r['metric_chars']:,} held-out characters):", "",
+              "| metric, budget | blocks removed | loss | bpc (eval) | speed-up |", "|---|---|---|---|---|"]
+    for b in r["budgets"]:
+        lines.append(f"| {b['name']} ({b['budget']:.4g}) | {b['blocks'] or 'none'} | {b['loss']:.4g} | "
+                     f"{b['bpc']:.4f} | {b['speedup']:.2f}x |")
     lines += ["", "Kernel choices (fastc measures ATen against generated code per kernel at the first call; "
               "measured choices under load can differ between variants): "
               + "; ".join(f"{name} {c['aten']} ATen / {c['generated']} generated" for name, c in r["kernel_choices"].items())
@@ -280,8 +327,9 @@ def write_markdown(r: dict, path: Path):
     lines += ["", f"Removing k of {r['n_layers']} blocks removes at most k/{r['n_layers']} of the work "
               "(the embedding, final norm and head stay), so the speed-up should be at most about "
               f"{r['n_layers']}/({r['n_layers']}-k); at equal k both variants run the same amount of work.",
-              "", "Block Influence of the removed blocks (layer-skip's proposals, least influential first):", ""]
-    lines += [f"- k={row['k']}: " + "; ".join(row["influence"]) for row in r["rows"]]
+              "", "layer-skip's proposals (least costly first; loss: minus the validation bpc, the loss of removing "
+              "the block with those before it):", ""]
+    lines += [f"- k={row['k']}, {m}: " + "; ".join(row[f"{m}_proposals"]) for row in r["rows"] for m in ("influence", "loss")]
     lines += ["", "![bpc against speed-up](layer-skip.png)", ""]
     path.write_text("\n".join(lines))
 
@@ -295,7 +343,8 @@ def plot(r: dict, path: Path):
         print("matplotlib is not installed: no plot")
         return
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for key, label in (("layer_skip", "layer-skip (Block Influence)"), ("last_k", "drop the last k blocks")):
+    for key, label in (("influence", "layer-skip, Block Influence"), ("loss", "layer-skip, measured loss (greedy)"),
+                       ("last_k", "drop the last k blocks")):
         xs = [1.0] + [row[f"{key}_speedup"] for row in r["rows"]]
         ys = [r["baseline_bpc"]] + [row[f"{key}_bpc"] for row in r["rows"]]
         ax.plot(xs, ys, marker="o", label=label)

@@ -8,17 +8,23 @@ from torch import nn
 
 
 class _EvalMode:
+    """Eval mode and no gradients while measuring; a plain callable (the model fastc's
+    accuracy_metric is handed: a graph behind a function) only gets the no-gradient part."""
+
     def __init__(self, model: nn.Module):
-        self.model, self.was_training = model, model.training
+        self.model = model
+        self.was_training = model.training if isinstance(model, nn.Module) else None
 
     def __enter__(self):
-        self.model.eval()
+        if self.was_training is not None:
+            self.model.eval()
         self.grad = torch.is_grad_enabled()
         torch.set_grad_enabled(False)
 
     def __exit__(self, *exc):
         torch.set_grad_enabled(self.grad)
-        self.model.train(self.was_training)
+        if self.was_training is not None:
+            self.model.train(self.was_training)
 
 
 def classifier_metrics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 512) -> dict:

@@ -38,9 +38,12 @@ class LayerSkip(LossyPass):
       block's input and output, per position over the feature dimension (the last dimension;
       the channel dimension of 4-D NCHW feature maps), over the calibration batches. A block
       that hardly changes the stream scores near 0. One graph run per calibration batch.
-    - "loss": the metric loss of removing that block alone (ctx.accuracy, measured on the
-      held-out inputs, as the budget will be; without it, the relative L2 error of the outputs on
-      the calibration batches). One graph run per block and batch.
+    - "loss": the measured loss of removing blocks, chosen greedily: first the block whose
+      removal alone costs least, then the one that costs least with the first removed, and so on
+      (blocks interact: the second-best block alone is often not the best second block). The loss
+      is ctx.accuracy's (measured on the held-out inputs, as the budget will be); without it,
+      the relative L2 error of the outputs on the calibration batches. About n * limit graph
+      runs per batch (n blocks, `limit` proposals).
     Without calibration or example inputs there is nothing to score with: no proposals.
 
     One proposal per block, least costly first, at most floor(`max_fraction` * blocks) of them
@@ -75,9 +78,11 @@ class LayerSkip(LossyPass):
                    else f"max_fraction={self.max_fraction:g} of {len(blocks)} blocks is none")
             log.info("fastc: layer-skip: %s", why)
             return Proposals([], [why, *notes])
-        scores = (block_influence(gm, blocks, batches) if self.score == "influence"
-                  else removal_loss(gm, blocks, ctx))
-        ranked = sorted(zip(scores, blocks), key=lambda sb: (sb[0], sb[1].order))[:limit]
+        if self.score == "influence":
+            scores = block_influence(gm, blocks, batches)
+            ranked = sorted(zip(scores, blocks), key=lambda sb: (sb[0], sb[1].order))[:limit]
+        else:
+            ranked = greedy_removal(gm, blocks, ctx, limit)
         return Proposals([self._proposal(gm, block, s) for s, block in ranked], notes)
 
     def _proposal(self, gm: fx.GraphModule, block: ResidualBlock, score: float) -> Proposal:
@@ -104,26 +109,40 @@ def block_influence(gm: fx.GraphModule, blocks: list[ResidualBlock], batches: li
     return [1.0 - s / c if c else math.inf for s, c in zip(sums, counts)]
 
 
-def removal_loss(gm: fx.GraphModule, blocks: list[ResidualBlock], ctx: PassContext) -> list[float]:
-    """The loss of removing each block alone: the budget's metric when there is one, else the
-    relative L2 error of the outputs on the calibration batches."""
+def greedy_removal(gm: fx.GraphModule, blocks: list[ResidualBlock], ctx: PassContext,
+                   limit: int) -> list[tuple[float, ResidualBlock]]:
+    """Up to `limit` blocks in the order greedy removal picks them (see LayerSkip, score="loss"),
+    each with the loss of removing it together with those picked before it. The budget's metric
+    when there is one, else the relative L2 error of the outputs on the calibration batches.
+    The losses are made non-decreasing (a proposal is never cheaper than the ones before it: the
+    budget keeps prefixes)."""
     check = ctx.accuracy
     batches = ctx.inputs_for_fitting()
     if check is not None:
         check.baseline_of(gm)
     else:
         reference = [run_graph(gm, b) for b in batches]
-    losses = []
-    for block in blocks:
+
+    def loss_without(removed: list[ResidualBlock]) -> float:
         trial = copy_graph(gm)
-        remove_block(trial, block)
+        for block in removed:
+            remove_block(trial, block)
         trial.graph.lint()
         trial.recompile()
         if check is not None:
-            losses.append(check.loss(trial)[1])
-        else:
-            losses.append(_relative_error(reference, [run_graph(trial, b) for b in batches]))
-    return losses
+            return check.loss(trial)[1]
+        return _relative_error(reference, [run_graph(trial, b) for b in batches])
+
+    picked: list[tuple[float, ResidualBlock]] = []
+    left = list(blocks)
+    floor = -math.inf
+    while left and len(picked) < limit:
+        chosen = [b for _, b in picked]
+        loss, block = min(((loss_without(chosen + [b]), b) for b in left), key=lambda lb: (lb[0], lb[1].order))
+        floor = max(floor, loss)
+        picked.append((floor, block))
+        left.remove(block)
+    return picked
 
 
 def _relative_error(reference: list[list], outputs: list[list]) -> float:

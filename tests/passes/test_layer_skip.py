@@ -212,6 +212,35 @@ def test_quiet_blocks_come_first(score, monkeypatch):
     assert all(p.weight_bytes_before > 0 and p.weight_bytes_after == 0 for p in proposals)
 
 
+def test_loss_score_is_greedy_removal(monkeypatch):
+    """score=loss picks blocks one at a time, each the cheapest given those already picked: the
+    same picks as that greedy search run on the eager model with blocks replaced by identity."""
+    model = _char_lm()
+    batches = [list(_tokens(s)) for s in range(2)]
+    gm = graph_passes_see(model, _tokens(), monkeypatch)
+    proposals = LayerSkip(max_fraction=0.75, score="loss").propose(gm, PassContext(calibration_inputs=batches))
+    with torch.no_grad():
+        reference = [model(*b) for b in batches]
+
+    def error(removed):
+        skipped = copy.deepcopy(model)
+        for i in removed:
+            skipped.blocks[i] = _SkipBlock()
+        with torch.no_grad():
+            got = [skipped(*b) for b in batches]
+        diff = sum(float((g.double() - r.double()).pow(2).sum()) for g, r in zip(got, reference))
+        return (diff / sum(float(r.double().pow(2).sum()) for r in reference)) ** 0.5
+
+    picked, losses = [], []
+    for _ in range(3):
+        loss, best = min((error(picked + [i]), i) for i in range(4) if i not in picked)
+        picked.append(best)
+        losses.append(loss)
+    assert [p.what.split(" ")[0] for p in proposals] == [f"blocks.{i}" for i in picked]
+    expected = [max(losses[:k + 1]) for k in range(3)]
+    assert [p.sensitivity for p in proposals] == pytest.approx(expected, rel=1e-4, abs=1e-7)
+
+
 @pytest.mark.parametrize("fraction,count", [(0.5, 2), (0.6, 2), (0.75, 3), (1.0, 4), (0.2, 0)])
 def test_at_most_max_fraction_of_the_blocks(fraction, count, monkeypatch):
     gm = graph_passes_see(_char_lm(), _tokens(), monkeypatch)
