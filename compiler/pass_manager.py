@@ -52,7 +52,7 @@ def run_passes(gm: fx.GraphModule, passes: list[Pass], report: GraphReport | Non
         else:
             lossy = run_lossy(gm, p, ctx)
             rewrites, error, note = lossy.rewrites, lossy.loss, lossy.note
-            if lossy.left_out and not lossy.rewritten:
+            if not lossy.rewritten and (lossy.left_out or lossy.not_proposed):
                 log.warning("fastc: lossy pass %s %s", p.spec(), lossy.note)
             if report is not None:
                 report.lossy.append(lossy)

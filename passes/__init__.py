@@ -28,9 +28,10 @@ from .prune_magnitude import PruneMagnitude  # noqa: E402
 from .recalibrate_batchnorm import RecalibrateBatchNorm  # noqa: E402
 from .round_weights import RoundWeights  # noqa: E402
 from .shift_add import ShiftAdd  # noqa: E402
+from .sparse_2to4 import Sparse2to4  # noqa: E402
 from .zero_weights import ZeroWeights  # noqa: E402
 
-__all__ += ["AddWeightNoise", "LayerSkip", "PruneChannels", "PruneHeads", "PruneMagnitude", "RecalibrateBatchNorm", "RoundWeights", "ShiftAdd", "ZeroWeights"]
+__all__ += ["AddWeightNoise", "LayerSkip", "PruneChannels", "PruneHeads", "PruneMagnitude", "RecalibrateBatchNorm", "RoundWeights", "ShiftAdd", "Sparse2to4", "ZeroWeights"]
 
 # Legalisation for torch-mlir: the cpu target runs these on each kernel's graph (codegen/cpu/stages.py).
 from .spell_out_tanh_gelu import SpellOutTanhGelu  # noqa: E402

@@ -9,8 +9,7 @@ import torch
 import torch.fx as fx
 from torch.utils._pytree import tree_flatten
 
-from fastc.ir.constants import add_constant, constant_value, is_constant
-from fastc.ir.op_facts import VIEW_OPS
+from fastc.ir.constants import add_constant
 from fastc.ir.printer import node_scope
 from fastc.kernels.bcq import PackedBCQ, bcq_quantize, dequantize, pack
 
@@ -19,12 +18,9 @@ from .base import register
 from .context import PassContext
 from .lossy import LossyPass, Proposal
 from .metrics import MetricError, main_output, run_graph
+from .products import match_product, product_operands, relative_output_error, replace_product
 
-aten = torch.ops.aten
 
-#: Node metadata the new product keeps from the one it replaces (the kernel plan is not kept).
-_KEPT_META = ("val", "tensor_meta", "type", "nn_module_stack", "fwd_nn_module_stack",
-              "source_fn_stack", "stack_trace")
 #: At most this many rows of the main output (positions: its elements over its last dimension)
 #: are run again for each (layer, bits) that `sensitivity=output` measures.
 PROBE_ROWS = 1024
@@ -144,11 +140,10 @@ class ShiftAdd(LossyPass):
     def _layers(self, gm: fx.GraphModule, ctx: PassContext) -> list["_Layer"]:
         layers = []
         for order, node in enumerate(gm.graph.nodes):
-            match = _match(node)
+            match = match_product(node)
             if match is None:
                 continue
-            x_index, weight, weight_root = match
-            w_index = 2 if node.target is aten.addmm.default else 1
+            weight = match.weight
             out_features, in_features = weight.shape
             if min(out_features, in_features) < self.min_features:
                 continue
@@ -157,9 +152,9 @@ class ShiftAdd(LossyPass):
                 continue
             scope = node_scope(node)
             label = f"{scope[0]} ({node.name})" if scope else node.name
-            layers.append(_Layer(node.name, label, order, x_index, weight.detach().float().cpu().contiguous(),
-                                 weight.element_size() * weight.numel(), weight_root.name, group,
-                                 weight.device, w_index, node.target is not aten.linear.default, node.target))
+            layers.append(_Layer(node.name, label, order, match.x_index, weight.detach().float().cpu().contiguous(),
+                                 weight.element_size() * weight.numel(), match.weight_node.name, group,
+                                 weight.device, match.w_index, match.transposed, node.target))
         batches = ctx.inputs_for_fitting()
         stats: dict[str, Gram] = {}
         if layers and batches:
@@ -198,7 +193,7 @@ class ShiftAdd(LossyPass):
                 layer.note = f"plain BCQ: {e}"
                 q = bcq_quantize(layer.weight, bits, layer.group_size, self.rounds, pow2_terms)
             packed = pack(q, torch.float16)
-            error = _relative_error(layer.weight, dequantize(packed), layer.hessian)
+            error = relative_output_error(layer.weight, dequantize(packed), layer.hessian)
             layer.cache[bits] = (packed, error)
         return layer.cache[bits]
 
@@ -441,62 +436,6 @@ def _swap(layer: "_Layer", dequantized: torch.Tensor):
     return value_of
 
 
-# -- matching ----------------------------------------------------------------------------------
-def _match(node: fx.Node):
-    """(index of the activation argument, weight (out, in), weight constant node) when `node` is
-    a matched product (see ShiftAdd), else None."""
-    if node.op != "call_function":
-        return None
-    if node.target is aten.mm.default:
-        x_index, operand, bias, transposed = 0, node.args[1], None, True
-    elif node.target is aten.addmm.default:
-        if node.kwargs.get("beta", 1) != 1 or node.kwargs.get("alpha", 1) != 1:
-            return None
-        x_index, operand, bias, transposed = 1, node.args[2], node.args[0], True
-    elif node.target is aten.linear.default:
-        bias = node.args[2] if len(node.args) > 2 else node.kwargs.get("bias")
-        x_index, operand, transposed = 0, node.args[1], False
-    else:
-        return None
-    found = _constant_through_views(operand)
-    if found is None:
-        return None
-    value, root = found
-    if value.dim() != 2 or not value.is_floating_point():
-        return None
-    weight = value.t() if transposed else value
-    if bias is not None:
-        if not is_constant(bias):
-            return None
-        b = constant_value(bias)
-        if b.dim() != 1 or b.shape[0] != weight.shape[0] or not b.is_floating_point():
-            return None
-    x = node.args[x_index]
-    if not isinstance(x, fx.Node):
-        return None
-    return x_index, weight, root
-
-
-def _constant_through_views(arg):
-    """(value, constant node) of an operand that is a constant read through views whose other
-    arguments are constants (literals), else None."""
-    chain = []
-    while isinstance(arg, fx.Node) and arg.op == "call_function" and arg.target in VIEW_OPS:
-        chain.append(arg)
-        arg = arg.args[0]
-    if not is_constant(arg):
-        return None
-    value = constant_value(arg)
-    if not isinstance(value, torch.Tensor):
-        return None
-    for view in reversed(chain):
-        rest = tree_flatten((view.args[1:], view.kwargs))[0]
-        if any(isinstance(a, (fx.Node, torch.SymInt)) for a in rest):
-            return None
-        value = view.target(value, *view.args[1:], **view.kwargs)
-    return value, arg
-
-
 def group_size_for(in_features: int, wanted: int) -> int | None:
     """`wanted` if it divides in_features, else the largest divisor of in_features that is a
     multiple of 8 and at most `wanted`; None if there is none."""
@@ -508,43 +447,16 @@ def group_size_for(in_features: int, wanted: int) -> int | None:
     return None
 
 
-def _relative_error(weight: torch.Tensor, dequantized: torch.Tensor, hessian: torch.Tensor | None) -> float:
-    """tr(dW H dW^T) / tr(W H W^T), or ||dW||^2 / ||W||^2 without H (or when W H W^T is 0)."""
-    w = weight.double()
-    dw = w - dequantized.double()
-    if hessian is not None:
-        denominator = float(((w @ hessian) * w).sum())
-        if denominator > 0:
-            return float(((dw @ hessian) * dw).sum()) / denominator
-    denominator = float((w * w).sum())
-    return float((dw * dw).sum()) / denominator if denominator > 0 else 0.0
-
-
 # -- the rewrite -------------------------------------------------------------------------------
 def _rewrite(g: fx.GraphModule, layer: _Layer, packed: PackedBCQ) -> None:
     """Replaces `layer`'s product in `g` (found by name) by fastc.bcq_linear on new constants."""
     node = next(n for n in g.graph.nodes if n.name == layer.node)
-    if node.target is aten.addmm.default:
-        bias, weight_arg = node.args[0], node.args[2]
-    elif node.target is aten.linear.default:
-        bias = node.args[2] if len(node.args) > 2 else node.kwargs.get("bias")
-        weight_arg = node.args[1]
-    else:
-        bias, weight_arg = None, node.args[1]
+    bias = product_operands(node)[2]
     bits = add_constant(g, packed.bits, hint=f"{layer.weight_name}_bcq_bits", before=node)
     scales = add_constant(g, packed.scales, hint=f"{layer.weight_name}_bcq_scales", before=node)
-    with g.graph.inserting_before(node):
-        new = g.graph.create_node("call_function", torch.ops.fastc.bcq_linear.default,
-                                  (node.args[layer.x_index], bits, scales, bias,
-                                   packed.group_size, packed.in_features), name=f"{node.name}_bcq")
-    new.meta.update({k: node.meta[k] for k in _KEPT_META if k in node.meta})
-    node.replace_all_uses_with(new)
-    g.graph.erase_node(node)
-    # The weight and its views are dead unless something else reads them.
-    while isinstance(weight_arg, fx.Node) and not weight_arg.users:
-        source = weight_arg.args[0] if weight_arg.op == "call_function" else None
-        g.graph.erase_node(weight_arg)
-        weight_arg = source
+    replace_product(g, node, torch.ops.fastc.bcq_linear.default,
+                    (node.args[layer.x_index], bits, scales, bias, packed.group_size, packed.in_features),
+                    f"{node.name}_bcq")
 
 
 def _is_int(v) -> bool:
