@@ -17,6 +17,8 @@ import sys
 import threading
 from dataclasses import dataclass, field
 
+import torch
+import torch.autograd.profiler as _profiler
 import torch.fx as fx
 
 from fastc.costmodel import ATEN, Choices, compile_choices, kernel_features, problem_key
@@ -75,7 +77,7 @@ def _interpreting() -> bool:
 
 def compile_planned(gm: fx.GraphModule, target: str = "triton-interpret", *, options: dict | None = None,
                     strict: bool = False, autotune: bool = False, choose: str = "measure",
-                    choices: Choices | None = None, debug_dir: str | None = None):
+                    choices: Choices | None = None, debug_dir: str | None = None, label: str | None = None):
     """(callable(*args) -> graph outputs, CompileInfo) for planned graph `gm`.
 
     `target`: "triton", "triton-interpret" or "cpu" (native code through torch-mlir and LLVM).
@@ -91,6 +93,8 @@ def compile_planned(gm: fx.GraphModule, target: str = "triton-interpret", *, opt
     code generation, not a missing feature) raises instead of running as ATen.
     `debug_dir` (cpu): every stage from a kernel to machine code is written to <debug_dir>/cpu
     (codegen/cpu/stages.py).
+    `label` (say "g0", the graph's id in the reports): what names the graph's ranges in profiler
+    traces (`range_name`).
     """
     if choose not in CHOICES:
         raise ValueError(f"unknown kernel choice {choose!r} (valid: {', '.join(CHOICES)})")
@@ -102,7 +106,7 @@ def compile_planned(gm: fx.GraphModule, target: str = "triton-interpret", *, opt
     info.choices = choices
     runner = _Runner(gm, plan, generated, info, strict, choices=choices, autotune=autotune,
                      aten_candidate=target == "cpu" and choose == "measure",
-                     library=_library_calls(gm, choices, info) if target == "cpu" else {})
+                     library=_library_calls(gm, choices, info) if target == "cpu" else {}, label=label)
     return runner, info
 
 
@@ -159,6 +163,31 @@ def _compile_native(gm, *, strict: bool, choices: Choices, debug_dir: str | None
 
 CHOICES = ("measure", "generated")
 
+
+def range_name(label: str | None, name: str | None = None) -> str:
+    """The name of a range in profiler traces: `fastc::g0` for graph g0's whole run, and
+    `fastc::g0.k3_reduction` for one of its kernels (or library calls, by node name)."""
+    base = f"fastc::{label}" if label else "fastc::graph"
+    return base if name is None else f"{base}.{name}"
+
+
+_RecordFunction = getattr(getattr(torch._C, "_profiler", None), "_RecordFunctionFast", None) \
+    or torch.autograd.profiler.record_function
+
+
+class _Ranged:
+    """`fn` inside a profiler range called `name`: what the runner calls in place of a kernel or
+    a library call while a profiler runs (only then: see `_Runner.__call__`)."""
+
+    def __init__(self, name: str, fn):
+        self.range, self.fn = name, fn
+        self.__name__ = getattr(fn, "__name__", "call")
+
+    def __call__(self, *args):
+        with _RecordFunction(self.range):
+            return self.fn(*args)
+
+
 # Decisions kept per kernel (dynamic shapes: one per problem); past this many, start over.
 DECISIONS_KEPT = 256
 
@@ -167,10 +196,17 @@ class _Runner:
     """The planned graph as Python code: FX regenerates the graph with each kernel replaced by one
     call (a `_KernelCall`) and its outputs unpacked, in a dependency order of graph nodes and
     whole kernels. The generated code calls ATen ops directly and drops each value after its last
-    use (so peak memory stays near eager's); no per-op interpretation happens at run time."""
+    use (so peak memory stays near eager's); no per-op interpretation happens at run time.
+
+    While a profiler runs (torch.profiler, torch.autograd.profiler), calls run a second copy of
+    that code in which the graph and each kernel and library call sit in a `record_function`
+    range named after them (`range_name`), so traces show fastc's kernels by name; ATen ops
+    outside kernels show as themselves. Without a profiler the cost is one flag check per call
+    of the graph, none per kernel."""
 
     def __init__(self, gm, plan, generated, info, strict: bool = False, *, choices: Choices,
-                 autotune: bool = False, aten_candidate: bool = False, library: dict | None = None):
+                 autotune: bool = False, aten_candidate: bool = False, library: dict | None = None,
+                 label: str | None = None):
         self.gm, self.generated, self.info, self.strict = gm, generated, info, strict
         self.choices, self.autotune, self.aten_candidate = choices, autotune, aten_candidate
         self.steps = _steps(gm, plan)
@@ -182,8 +218,33 @@ class _Runner:
         self._call_state = threading.local()
         self.lock = threading.RLock()   # guards first calls (measuring, settling, demotion)
         self.calls = {k.id: _KernelCall(self, k) for k in plan.kernels}
-        self.module = _call_graph(gm, self.steps, self.calls, library or {})
+        self.library = library or {}
+        self.module = _call_graph(gm, self.steps, self.calls, self.library)
         self.code = self.module.forward  # not nn.Module.__call__: no hooks to run
+        self.label = label
+        self._ranged = None   # the code with profiler ranges, made at the first profiled call
+
+    def ranged_code(self):
+        """The graph's code with each kernel and library call in a named profiler range, and the
+        whole call in one named after the graph."""
+        if self._ranged is None:
+            with self.lock:
+                if self._ranged is None:
+                    calls = {kid: _Ranged(range_name(self.label, c.kernel.name), c) for kid, c in self.calls.items()}
+                    library = {n: _Ranged(range_name(self.label, n.name), fn) for n, fn in self.library.items()}
+                    inner = _call_graph(self.gm, self.steps, calls, library).forward
+                    whole = range_name(self.label)
+
+                    def ranged(*args):
+                        with _RecordFunction(whole):
+                            return inner(*args)
+                    self._ranged = ranged
+        return self._ranged
+
+    def range_names(self) -> dict[str, str]:
+        """Kernel or library node name -> its range name in profiler traces."""
+        names = [c.kernel.name for c in self.calls.values()] + [n.name for n in self.library]
+        return {name: range_name(self.label, name) for name in names}
 
     @property
     def sizes(self) -> dict:
@@ -191,16 +252,17 @@ class _Runner:
         return getattr(self._call_state, "sizes", {})
 
     def __call__(self, *args):
+        code = self.ranged_code() if _profiler._is_profiler_enabled else self.code
         if self.symbols:
             state = self._call_state
             outer = getattr(state, "sizes", None)  # a re-entrant call (a model calling itself)
             state.sizes = {s: (args[i].shape[d] if d is not None else args[i])
                            for s, (i, d) in self.symbols.items()}
             try:
-                return self.code(*args)
+                return code(*args)
             finally:
                 state.sizes = outer
-        return self.code(*args)
+        return code(*args)
 
 
 class _KernelCall:

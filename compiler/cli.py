@@ -55,10 +55,20 @@ def main(argv: list[str] | None = None) -> int:
 
     explain = sub.add_parser("explain", help="what fastc does to a bundled model or an .fx file")
     explain.add_argument("model", nargs="?", default="cnn",
-                         help="a bundled model name (" + ", ".join(_demo_models()) + ") or an .fx file")
+                         help="a model of the zoo (" + ", ".join(_zoo_models()) + ") or an .fx file")
     explain.add_argument("--graph", action="store_true", help="also print each final graph")
     explain.add_argument("--target", default="auto", choices=("auto", "cpu", "aten", "triton", "triton-interpret"),
-                         help="what runs the kernels (triton-interpret needs TRITON_INTERPRET=1)")
+                         help="what runs the kernels (triton-interpret needs TRITON_INTERPRET=1; "
+                         "with --profile, auto is cpu)")
+    explain.add_argument("--batch", type=positive_int, metavar="N",
+                         help="the model's batch size (default: its own)")
+    explain.add_argument("--profile", action="store_true",
+                         help="time the compiled model per kernel, per ATen op and between them, "
+                         "under torch.profiler, against eager")
+    explain.add_argument("--calls", type=positive_int, default=20, metavar="N",
+                         help="with --profile: profiled (and per round timed) calls (default 20)")
+    explain.add_argument("--top", type=non_negative_int, default=0, metavar="N",
+                         help="with --profile: rows per table, slowest first (default 0: all)")
     explain.add_argument("--lossy", metavar="SPEC", help="lossy passes to run (e.g. 'shift-add{bits=3}'), "
                          "calibrated on inputs like the model's (bundled models only)")
     explain.add_argument("--accuracy-budget", type=float, metavar="LOSS", help="with --lossy: the budget")
@@ -98,6 +108,11 @@ def _plugins():
 def _demo_models():
     from fastc_eval.zoo import DEMO
     return DEMO
+
+
+def _zoo_models():
+    from fastc_eval.zoo import MODELS
+    return list(MODELS)
 
 
 # -- fastc opt ------------------------------------------------------------------------------------
@@ -172,10 +187,17 @@ def _explain(args) -> int:
     from .explain import explain
     lossy = {k: v for k, v in (("lossy", args.lossy), ("accuracy_budget", args.accuracy_budget),
                                ("accuracy_metric", args.accuracy_metric)) if v is not None}
+    if args.profile:
+        from .explain import explain_profile
+        if lossy or args.graph:
+            raise CommandError("--profile takes no --lossy or --graph", status=2)
+        target = "cpu" if args.target == "auto" else args.target
+        _check_options({"target": target})
+        return explain_profile(args.model, codegen_target=target, batch=args.batch, calls=args.calls, top=args.top)
     if lossy:
         lossy["calibration"] = [(None,), (None,)]  # stands in for the model's inputs (explain.py)
     _check_options({"target": args.target, **lossy})
-    return explain(args.model, show_graph=args.graph, codegen_target=args.target, lossy=lossy)
+    return explain(args.model, show_graph=args.graph, codegen_target=args.target, lossy=lossy, batch=args.batch)
 
 
 def _check_options(options: dict) -> None:

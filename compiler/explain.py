@@ -13,26 +13,28 @@ from .options import make_options
 from .report import REPORTS, GraphReport, count_ops, op_histogram
 
 
-def explain(target: str, show_graph: bool = False, codegen_target: str = "auto", lossy: dict | None = None) -> int:
-    """`target`: a bundled model's name, else a file of IR text (an .fx file). `lossy`: the lossy
-    options (lossy, accuracy_budget, accuracy_metric), calibrated on inputs like the model's
-    (six batches, other seeds)."""
+def explain(target: str, show_graph: bool = False, codegen_target: str = "auto", lossy: dict | None = None,
+            batch: int | None = None) -> int:
+    """`target`: a model of the zoo (fastc_eval.zoo.MODELS), else a file of IR text (an .fx file).
+    `lossy`: the lossy options (lossy, accuracy_budget, accuracy_metric), calibrated on inputs like
+    the model's (six batches, other seeds). `batch`: the model's batch size (default its own)."""
     from .command_input import CommandError
 
-    if target not in zoo.DEMO:
+    if target not in zoo.MODELS:
         if lossy:
-            raise CommandError("--lossy needs a bundled model (" + ", ".join(zoo.DEMO) + ")", status=2)
+            raise CommandError("--lossy needs a bundled model (" + ", ".join(zoo.MODELS) + ")", status=2)
         if target.endswith(".fx") or os.path.exists(target):
             return _explain_file(target, show_graph)
-        raise CommandError(f"unknown model {target!r}: neither a bundled model "
-                           f"({', '.join(zoo.DEMO)}) nor an .fx file", status=2)
-    model, inputs = zoo.build(target)
+        raise _unknown_model(target)
+    model, inputs = zoo.build(target, batch=batch)
+    model.eval()
     options = {"debug_dir": None, "target": codegen_target}
     if lossy:
-        calibration = [tuple(zoo.build(target, seed=seed)[1].values()) for seed in range(1, 7)]
+        calibration = [tuple(zoo.build(target, seed=seed, batch=batch)[1].values()) for seed in range(1, 7)]
         options.update(lossy, calibration=calibration)
         torch.manual_seed(0)
-        model, inputs = zoo.build(target)
+        model, inputs = zoo.build(target, batch=batch)
+        model.eval()
     torch._dynamo.reset()
     first = len(REPORTS)
     with tempfile.TemporaryDirectory() as dump, torch.no_grad():
@@ -44,6 +46,24 @@ def explain(target: str, show_graph: bool = False, codegen_target: str = "auto",
                 last = sorted(glob.glob(pattern))[-1]
                 print(open(last).read())
     return 0
+
+
+def explain_profile(target: str, codegen_target: str = "cpu", batch: int | None = None, calls: int = 20,
+                    top: int = 0) -> int:
+    """`fastc explain --profile`: time per kernel, per ATen op and between them (profiling.py)."""
+    from .profiling import profile_model
+    if target not in zoo.MODELS:
+        raise _unknown_model(target, "--profile needs a model of the zoo")
+    print(profile_model(target, target=codegen_target, batch=batch, calls=calls).text(top=top))
+    return 0
+
+
+def _unknown_model(target: str, what: str | None = None):
+    from .command_input import CommandError
+    if what is not None:
+        return CommandError(f"unknown model {target!r}: {what} ({', '.join(zoo.MODELS)})", status=2)
+    return CommandError(f"unknown model {target!r}: neither a model of the zoo ({', '.join(zoo.MODELS)}) "
+                        "nor an .fx file", status=2)
 
 
 def _explain_file(path: str, show_graph: bool) -> int:

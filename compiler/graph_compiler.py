@@ -136,12 +136,15 @@ def _generate_code(gm: fx.GraphModule, opts: Options, report: GraphReport, dump:
     from fastc.codegen.wrapper import compile_planned
     runner, info = compile_planned(gm, target, strict=opts.on_error == "raise",
                                    autotune=opts.mode.startswith("max-autotune"), choose=opts.kernel_choice,
-                                   choices=choices, debug_dir=dump.dir)
+                                   choices=choices, debug_dir=dump.dir, label=f"g{report.graph_id}")
     # The report shares the lists: a kernel that fails on its first call moves to the fallbacks,
     # and measurements taken at first calls land in the report.
     report.generated_kernels = info.kernels
     report.aten_kernels = info.fallbacks
     report.measurements = info.measurements
+    report.decisions = info.decisions
+    report.ranges = runner.range_names()
+    report.library_calls = [n.name for n in runner.library]
     if info.fallbacks:
         name, reason = info.fallbacks[0]
         more = f" and {len(info.fallbacks) - 1} more" if len(info.fallbacks) > 1 else ""

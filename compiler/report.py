@@ -47,6 +47,13 @@ class GraphReport:
     #: Every timing the choices object took (MeasuredChoices, at a kernel's first call per
     #: problem): the kernel's features, the candidate ("aten" or a schedule), ms, the machine.
     measurements: list[dict] = field(default_factory=list)
+    #: Kernel name -> how it runs at its latest problem ("ATen", "native, 1 thread", Triton blocks),
+    #: once decided (static shapes: at compile time or at the first call).
+    decisions: dict[str, str] = field(default_factory=dict)
+    #: Kernel (or library call) name -> the name of its range in torch.profiler traces
+    #: (`fastc::g0.k3_reduction`); the whole graph's range is `fastc::g0`.
+    ranges: dict[str, str] = field(default_factory=dict)
+    library_calls: list[str] = field(default_factory=list)  # nodes run by a library call (bcq_linear)
     #: Per lossy pass that ran (lossy_search.LossyRecord): what it rewrote and left out, the
     #: metric before and after, weight bytes and speed before and after.
     lossy: list = field(default_factory=list)
