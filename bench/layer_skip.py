@@ -104,6 +104,7 @@ def compile_variant(name: str, model: nn.Module, x: torch.Tensor, **options):
     cls = type(f"Variant_{tag}", (nn.Module,), {"forward": types.FunctionType(code, forward.__globals__, code.co_name)})
     variant = cls()
     variant.inner = model
+    variant.train(model.training)  # (an eval helper that restores the wrapper's mode restores the model's)
     fn = torch.compile(variant, backend="fastc", options={"target": "cpu", "on_error": "raise", **options})
     before = dynamo_state()
     with torch.no_grad():

@@ -60,6 +60,32 @@ def test_cpu_heuristic_runs_big_kernels_on_threads_only():
     assert schedule(1 << 22).parallel
 
 
+def test_one_stalled_run_does_not_decide(monkeypatch):
+    """Each candidate keeps its fastest run, timed in interleaved rounds: a stall of the machine
+    during one run of the faster candidate (here its second timed run, 40 ms) does not make the
+    slower one win. Times come from a fake clock, so nothing here depends on the machine."""
+    import fastc.costmodel.measured as measured
+    clock = {"now": 0.0}
+    runs = {"fast": 0}
+    fast = Schedule(XBLOCK=0)
+
+    def run(candidate):
+        if candidate == fast:
+            runs["fast"] += 1
+            clock["now"] += 0.040 if runs["fast"] == 3 else 0.001  # warm-up, first timing, stall
+        else:
+            clock["now"] += 0.003
+        return (torch.ones(4),)
+
+    monkeypatch.setattr(measured.time, "perf_counter", lambda: clock["now"])
+    k = KernelFeatures("k", "pointwise", "cpu", sizes={"xnumel": 4})
+    records = []
+    assert MeasuredChoices().choose(k, [ATEN, fast], run, records) == fast
+    ms = {str(r["candidate"]): (r["ms"], r["runs"]) for r in records}
+    assert ms["aten"] == (pytest.approx(3.0), 5)
+    assert [v for key, v in ms.items() if key != "aten"] == [(pytest.approx(1.0), 5)]
+
+
 def test_a_failing_aten_candidate_is_an_error_not_a_silent_choice():
     def run(candidate):
         if candidate == ATEN:
