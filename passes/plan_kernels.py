@@ -75,7 +75,9 @@ class PlanKernels(Pass):
         for group in planner.plan():
             nodes, kind = group.nodes, group.kind
             if kind == "matmul" and not (self.products and choices.product_in_kernel(
-                    _product_features(group, ctx.target))):  # the product stays an ATen call
+                    _product_features(group.matmul, len(group.nodes), ctx.target))):
+                # The product stays an ATen call (the choices object asked again with the
+                # epilogue known; products it refused before planning are not in any group).
                 nodes, kind = [n for n in nodes if n is not group.matmul], "pointwise"
             for n in nodes:
                 n.meta["kernel"] = kernels
@@ -106,6 +108,8 @@ class _Planner:
                 if producer in self.group_of:
                     self._add(n, self.group_of[producer])
                 continue
+            if cls.kind == "matmul" and not self._product_in_kernel(n):
+                continue  # an ATen call: its epilogue is free to fuse with what follows instead
             self.classes[n] = cls
             self._add(n, self._new_group(n, cls))
         for n in nodes:
@@ -120,6 +124,14 @@ class _Planner:
                 if a in self.group_of and n in self.group_of:
                     self._try_merge(self.group_of[a], self.group_of[n])
         return self._finish()
+
+    def _product_in_kernel(self, mm: fx.Node) -> bool:
+        """Whether matrix product `mm` may be in a kernel at all (the pass's option and the
+        choices object's call), decided before planning: a product that stays an ATen call
+        leaves its pointwise consumers to fuse with each other and with a reduction after them
+        (a residual add and the norm that reads it), rather than with a product they end up
+        without."""
+        return self.limits.products and self.choices.product_in_kernel(_product_features(mm, 1, self.target))
 
     def _new_group(self, n: fx.Node, cls: OpClass) -> _Group:
         g = _Group(len(self.groups), cls.kind, [])
@@ -281,14 +293,13 @@ def _make_kernels_contiguous(gm: fx.GraphModule):
             output.prepend(n)
 
 
-def _product_features(g: _Group, target: str) -> KernelFeatures:
+def _product_features(mm: fx.Node, ops: int, target: str) -> KernelFeatures:
     """A matrix product kernel as the choices object sees it: M, N, K (when static), ops, dtype."""
-    mm = g.matmul
     out = node_type(mm)
     left = node_type(mm.args[1] if mm.target is aten.addmm.default else mm.args[0])
     sizes = {"M": out.shape[-2], "N": out.shape[-1], "K": left.shape[-1]}
     static = all(isinstance(v, int) for v in sizes.values())
-    return KernelFeatures(mm.name, "matmul", target, sizes=sizes if static else None, ops=len(g.nodes),
+    return KernelFeatures(mm.name, "matmul", target, sizes=sizes if static else None, ops=ops,
                           dtype=str(out.dtype).removeprefix("torch."), device=out.device.split(":")[0])
 
 

@@ -110,3 +110,37 @@ def test_rmsnorm_mlp_plan_shape():
     kinds = [k.kind for k in KernelPlan.of(gm).kernels]
     # RMS norm (one reduction kernel), three linear layers with epilogues.
     assert kinds.count("reduction") == 1 and kinds.count("matmul") == 3
+
+
+class ResidualNorm(torch.nn.Module):
+    """A product, the residual add after it, and the RMS norm of the sum: the shape of every
+    pre-norm transformer layer boundary."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(32, 32, bias=False)
+        self.w = torch.nn.Parameter(torch.rand(32) + 0.5)
+
+    def forward(self, x, y):
+        s = x + self.proj(y)
+        return s, s * torch.rsqrt(s.pow(2).mean(-1, keepdim=True) + 1e-6) * self.w
+
+
+def test_a_product_left_to_aten_does_not_keep_its_epilogue_from_the_norm_after_it():
+    """On the cpu target products stay ATen calls (HeuristicChoices.product_in_kernel): the
+    residual add that follows one fuses into the norm that reads the sum, one reduction kernel
+    with two outputs, instead of a pointwise kernel of the add beside a reduction kernel."""
+    model, x, y = ResidualNorm().eval(), torch.randn(2, 5, 32), torch.randn(2, 5, 32)
+    with torch.no_grad():
+        gm = make_fx(model, decomposition_table=core_aten_decompositions())(x, y)
+        expected = gm(x, y)
+        run_pipeline(gm, make_options({"target": "cpu"}))
+    (kernel,) = KernelPlan.of(gm).kernels
+    assert kernel.kind == "reduction"
+    assert {n.target for n in kernel.nodes} >= {torch.ops.aten.add.Tensor, torch.ops.aten.mean.dim}
+    assert len(kernel.outputs) == 2
+    assert all(n.target not in MATMULS for n in kernel.nodes)
+    gm.recompile()
+    with torch.no_grad():
+        for got, want in zip(gm(x, y), expected):
+            torch.testing.assert_close(got, want)
