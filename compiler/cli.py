@@ -65,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     explain.add_argument("--profile", action="store_true",
                          help="time the compiled model per kernel, per ATen op and between them, "
                          "under torch.profiler, against eager")
+    explain.add_argument("--roofline", action="store_true",
+                         help="each kernel and kind of ATen op against this machine's measured roofline: "
+                         "FLOPs, bytes, intensity, time, fraction of the roof (profiles like --profile)")
+    explain.add_argument("--plot", metavar="PNG", help="with --roofline: also write the roofline plot there")
     explain.add_argument("--calls", type=positive_int, default=20, metavar="N",
                          help="with --profile: profiled (and per round timed) calls (default 20)")
     explain.add_argument("--top", type=non_negative_int, default=0, metavar="N",
@@ -187,6 +191,16 @@ def _explain(args) -> int:
     from .explain import explain
     lossy = {k: v for k, v in (("lossy", args.lossy), ("accuracy_budget", args.accuracy_budget),
                                ("accuracy_metric", args.accuracy_metric)) if v is not None}
+    if args.plot and not args.roofline:
+        raise CommandError("--plot goes with --roofline", status=2)
+    if args.roofline:
+        from .explain import explain_roofline
+        if lossy or args.graph or args.profile:
+            raise CommandError("--roofline takes no --lossy, --graph or --profile", status=2)
+        target = "cpu" if args.target == "auto" else args.target
+        _check_options({"target": target})
+        return explain_roofline(args.model, codegen_target=target, batch=args.batch, calls=args.calls,
+                                top=args.top, plot=args.plot)
     if args.profile:
         from .explain import explain_profile
         if lossy or args.graph:

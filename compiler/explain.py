@@ -58,6 +58,22 @@ def explain_profile(target: str, codegen_target: str = "cpu", batch: int | None 
     return 0
 
 
+def explain_roofline(target: str, codegen_target: str = "cpu", batch: int | None = None, calls: int = 20,
+                     top: int = 0, plot: str | None = None) -> int:
+    """`fastc explain --roofline`: each kernel and kind of ATen op against the machine's measured
+    roofline (roofline.py), and optionally the plot (PNG)."""
+    from .roofline import roofline_model, roofline_plot, roofline_text
+    if target not in zoo.MODELS:
+        raise _unknown_model(target, "--roofline needs a model of the zoo")
+    rows, peak, profile = roofline_model(target, target=codegen_target, batch=batch, calls=calls)
+    print(f"roofline of {target} (batch {batch if batch is not None else 'default'}, target {codegen_target}): "
+          f"fastc {profile.fastc_ms:.3f} ms per forward, eager {profile.eager_ms:.3f} ms")
+    print(roofline_text(rows, peak, top=top))
+    if plot:
+        print(f"plot: {roofline_plot(rows, peak, plot, title=f'{target}, fastc target {codegen_target}')}")
+    return 0
+
+
 def _unknown_model(target: str, what: str | None = None):
     from .command_input import CommandError
     if what is not None:

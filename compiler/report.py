@@ -54,6 +54,8 @@ class GraphReport:
     #: (`fastc::g0.k3_reduction`); the whole graph's range is `fastc::g0`.
     ranges: dict[str, str] = field(default_factory=dict)
     library_calls: list[str] = field(default_factory=list)  # nodes run by a library call (bcq_linear)
+    #: FLOPs and bytes per kernel and per kind of ATen op outside kernels (fastc.ir.work; static sizes)
+    work: list[dict] = field(default_factory=list)
     #: Per lossy pass that ran (lossy_search.LossyRecord): what it rewrote and left out, the
     #: metric before and after, weight bytes and speed before and after.
     lossy: list = field(default_factory=list)
@@ -111,6 +113,8 @@ def record_plan(report: GraphReport, gm: fx.GraphModule):
     unfused = sum((k.unfused_bytes() for k in plan.kernels), 0)
     report.bytes_fused = fused if isinstance(fused, int) else str(fused)
     report.bytes_unfused = unfused if isinstance(unfused, int) else str(unfused)
+    from .ir.work import graph_work
+    report.work = graph_work(gm)
 
 
 def count_ops(gm: fx.GraphModule) -> int:
