@@ -41,7 +41,8 @@ class PlanKernels(Pass):
 
     Kinds: pointwise (elementwise ops, broadcasting loads, reshapes), reduction (reductions over
     the same rows with pointwise producers and consumers), matmul (one mm/addmm/bmm with a
-    pointwise epilogue). Legal because: kernels are convex (no path leaves a kernel and comes
+    pointwise epilogue). Pointwise kernels that read the same value merge too (siblings: one
+    kernel with several outputs). Legal because: kernels are convex (no path leaves a kernel and comes
     back, so kernels run in some order without cycles); no op is in two kernels (no duplicated
     work); mutating and random ops are never fused; the only views fused are reshapes of kernel
     values (same order of elements), never a graph output, so no output alias becomes a copy;
@@ -64,6 +65,8 @@ class PlanKernels(Pass):
     #: Matrix products may be in kernels. False: a product runs as an ATen call and its epilogue
     #: as a pointwise kernel (what the choices object prefers on the native CPU target anyway).
     products: bool = True
+    #: Pointwise kernels that read the same value may merge (one kernel, several outputs).
+    siblings: bool = True
 
     def run(self, gm: fx.GraphModule, ctx: PassContext) -> int:
         choices = ctx.choices if ctx.choices is not None else default_choices()
@@ -123,7 +126,24 @@ class _Planner:
             for a in n.all_input_nodes:
                 if a in self.group_of and n in self.group_of:
                     self._try_merge(self.group_of[a], self.group_of[n])
+        if self.limits.siblings:
+            self._merge_siblings(nodes)
         return self._finish()
+
+    def _merge_siblings(self, nodes: list[fx.Node]):
+        """Pointwise kernels that read the same value (rotary embedding's two halves, q's and k's
+        scaling) become one kernel with several outputs: one call instead of several, and the
+        shared value read once. Same legality as any merge (same elements, convex)."""
+        for n in nodes:
+            readers: list[_Group] = []
+            for u in n.users:
+                g = self.group_of.get(u)
+                if g is not None and g.kind == "pointwise" and all(g is not r for r in readers):
+                    readers.append(g)
+            for other in readers[1:]:
+                first = self.group_of[readers[0].nodes[0]]   # the group it is in by now
+                second = self.group_of[other.nodes[0]]
+                self._try_merge(first, second)
 
     def _product_in_kernel(self, mm: fx.Node) -> bool:
         """Whether matrix product `mm` may be in a kernel at all (the pass's option and the

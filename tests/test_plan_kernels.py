@@ -144,3 +144,29 @@ def test_a_product_left_to_aten_does_not_keep_its_epilogue_from_the_norm_after_i
     with torch.no_grad():
         for got, want in zip(gm(x, y), expected):
             torch.testing.assert_close(got, want)
+
+
+class Rotary(torch.nn.Module):
+    """Rotary embedding's two halves: pointwise chains reading the same values, then a cat."""
+
+    def forward(self, x, cos, sin):
+        a, b = x[..., :8], x[..., 8:]
+        return torch.cat([a * cos - b * sin, a * sin + b * cos], -1)
+
+
+@pytest.mark.parametrize("siblings", [True, False])
+def test_pointwise_kernels_reading_the_same_values_merge(siblings):
+    x, cos, sin = torch.randn(2, 4, 16), torch.randn(4, 8), torch.randn(4, 8)
+    with torch.no_grad():
+        gm = make_fx(Rotary(), decomposition_table=core_aten_decompositions())(x, cos, sin)
+        expected = gm(x, cos, sin)
+        run_pipeline(gm, make_options({"target": "cpu", "passes": f"plan-kernels{{siblings={str(siblings).lower()}}}"}))
+    kernels = KernelPlan.of(gm).kernels
+    if siblings:
+        (kernel,) = kernels
+        assert len(kernel.outputs) == 2 and kernel.kind == "pointwise"
+    else:
+        assert len(kernels) == 2 and all(len(k.outputs) == 1 for k in kernels)
+    gm.recompile()
+    with torch.no_grad():
+        torch.testing.assert_close(gm(x, cos, sin), expected)
