@@ -30,6 +30,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from .custom_ops import registered
+
 log = logging.getLogger("fastc")
 
 #: Compute capability the 2:4 sparse tensor cores need (Ampere).
@@ -183,16 +185,8 @@ def linear_2to4_cuda(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch
 
 
 # -- registration ------------------------------------------------------------------------------
-def _registered() -> bool:
-    try:
-        torch.ops.fastc.linear_2to4.default  # noqa: B018 - lookup only
-    except (AttributeError, RuntimeError):
-        return False
-    return True
-
-
 def _register() -> None:
-    if _registered():
+    if registered("linear_2to4"):
         return
 
     @torch.library.custom_op("fastc::linear_2to4", mutates_args=())

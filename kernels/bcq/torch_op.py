@@ -24,6 +24,7 @@ from typing import Optional
 
 import torch
 
+from ..custom_ops import registered
 from .packing import PackedBCQ, WORD_BITS
 from .reference import reference_linear
 
@@ -134,16 +135,8 @@ def bcq_linear_triton(x: torch.Tensor, bits: torch.Tensor, scales: torch.Tensor,
     return bcq_linear(x, packed, bias, backend="triton")
 
 
-def _registered() -> bool:
-    try:
-        torch.ops.fastc.bcq_linear.default  # noqa: B018 - lookup only
-    except (AttributeError, RuntimeError):
-        return False
-    return True
-
-
 def _register() -> None:
-    if _registered():
+    if registered("bcq_linear"):
         return
 
     @torch.library.custom_op("fastc::bcq_linear", mutates_args=())
