@@ -21,6 +21,7 @@ import time
 from typing import Callable, Sequence
 
 import torch
+from torch.utils._python_dispatch import _disable_current_modes
 
 from fastc.ir.schedule import Schedule
 from .machine import describe
@@ -63,7 +64,12 @@ class MeasuredChoices(Choices):
             return candidates[0]
         if run is None:
             return None  # measured at the kernel's first call
-        with _MEASURING:
+        # Outside any Python dispatch mode: a compiled graph's first call runs under
+        # aot_autograd's (it checks custom ops' aliasing), which sends every ATen op through
+        # Python and made ATen candidates look 4-10x slower than they run afterwards. The
+        # measured runs' results are thrown away; the caller computes the kernel's values again
+        # under whatever modes are active.
+        with _MEASURING, _disable_current_modes():
             return self._measure(k, candidates, run, records)
 
     def _measure(self, k: KernelFeatures, candidates: Sequence, run: Callable, records: list | None):

@@ -86,6 +86,33 @@ def test_one_stalled_run_does_not_decide(monkeypatch):
     assert [v for key, v in ms.items() if key != "aten"] == [(pytest.approx(1.0), 5)]
 
 
+def test_candidates_are_timed_outside_python_dispatch_modes():
+    """A compiled graph's first call runs under aot_autograd's Python dispatch mode; timing the
+    candidates under it would time Python, not the kernels (ATen ops all go through it)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Counting(TorchDispatchMode):
+        ops = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Counting.ops += 1
+            return func(*args, **(kwargs or {}))
+
+    x = torch.randn(8)
+
+    def run(candidate):
+        return (torch.add(x, 1),)
+
+    k = KernelFeatures("k", "pointwise", "cpu", sizes={"xnumel": 8})
+    with Counting():
+        torch.add(x, 1)
+        seen = Counting.ops
+        MeasuredChoices().choose(k, [ATEN, Schedule(XBLOCK=0)], run, [])
+        assert Counting.ops == seen == 1
+        torch.add(x, 1)  # the mode is back afterwards
+    assert Counting.ops == 2
+
+
 def test_a_failing_aten_candidate_is_an_error_not_a_silent_choice():
     def run(candidate):
         if candidate == ATEN:
