@@ -22,11 +22,12 @@ def persistent_reduction(rnumel, limit: int = PERSISTENT_MAX) -> bool:
 
 def candidate_schedules(kind: str, sizes: dict[str, int], target: str = "triton") -> list[Schedule]:
     """Schedules worth measuring for `mode="max-autotune"`: variants of block sizes, warps,
-    stages (and on the native CPU target, threads and tiles) at these problem sizes."""
+    stages (and on the native CPU target, one thread or all of torch's) at these problem sizes."""
     out = []
     if target == "cpu":
+        # One thread, or the kernel split by rows on torch's threads (codegen/cpu/split.py; a
+        # tile changes nothing there, so none is offered).
         out += [Schedule(XBLOCK=0, parallel=False), Schedule(XBLOCK=0, parallel=True)]
-        out += [Schedule(XBLOCK=0, parallel=True, tile=t) for t in (4, 16, 64)]
     elif kind == "pointwise":
         for block in (256, 512, 1024, 2048):
             for warps in (2, 4, 8):

@@ -2,7 +2,7 @@
 
 How far to fuse (at most `max_ops` ops a kernel; epilogues and reductions fused), matrix products
 as ATen calls on the native CPU target (ATen's GEMM beats generated loops 10-100x), block sizes
-that cover the problem up to a cap, and OpenMP threads only for big native kernels.
+that cover the problem up to a cap, and threads (torch's, split by rows) only for big native kernels.
 """
 from __future__ import annotations
 
@@ -21,11 +21,15 @@ class HeuristicChoices(Choices):
     epilogues: bool = True           # fuse pointwise consumers into a matrix product
     reductions: bool = True          # fuse pointwise producers/consumers into a reduction
     products_on_cpu: bool = False    # matrix products as generated code on the native CPU target
-    #: Native CPU kernels below this many output elements run on one thread: starting OpenMP
-    #: workers costs more than the work (measured on a 2-core EPYC: threads lose below ~1M floats).
-    parallel_min_elements: int = 1 << 20
-    #: ... and below this many, a parallel build is not compiled up front (only when asked for).
-    parallel_build_min_elements: int = 1 << 16
+    #: Native CPU kernels below this many output elements run on one thread (those of more on
+    #: torch's threads, when they split by rows: codegen/cpu/split.py): ATen's own grain
+    #: (at::internal::GRAIN_SIZE). A split kernel's fork and join on torch's libgomp team costs
+    #: ~1 us on an idle 2-core EPYC; (8, 128, 96) RMS norm and add+relu kernels (98304 elements)
+    #: ran 1.5-1.8x faster split (docs/cpu.md, Threads).
+    parallel_min_elements: int = 1 << 15
+    #: ... and below this many, the parallel schedule is not offered to the chooser up front (a
+    #: split kernel's parallel entry comes with its serial build; this only spares measuring it).
+    parallel_build_min_elements: int = 1 << 15
 
     def fuse(self, c: FusionCandidate) -> bool:
         if c.ops > self.max_ops:

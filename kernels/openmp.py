@@ -1,6 +1,10 @@
-"""The OpenMP runtime native kernels link against (MLIR's OpenMP lowering calls `__kmpc_*`).
+"""The OpenMP runtime the hand-written BCQ kernels (kernels/bcq) link against: their parallel
+loops go through MLIR's OpenMP lowering, which calls the LLVM/Intel ABI (`__kmpc_*`) that torch's
+libgomp lacks, so this loads libiomp5 (or LLVM's libomp) next to it, only when a BCQ kernel is
+built on more than one thread.
 
-Shared by fastc's native CPU target (codegen/cpu) and the hand-written BCQ kernels (kernels/bcq).
+fastc's native CPU target (codegen/cpu) does not use it: its kernels run their threads on torch's
+own libgomp pool (codegen/cpu/gomp.py).
 """
 from __future__ import annotations
 

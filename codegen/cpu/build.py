@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 
 import sympy
 import torch
@@ -20,13 +21,14 @@ from fastc.ir import node_type
 
 from ..errors import Unsupported
 from ..schedule import Schedule
-from . import runtime
+from . import gomp, runtime
 from .combine import KernelCode
 from .entry import entry_function
 from .native_kernel import NativeKernel
 from .params import describe, product
+from .split import RowSplit, row_split
 from .stage_dump import StageDump
-from .stages import run_build_stages, run_kernel_stages, short
+from .stages import parallel_key, run_build_stages, run_kernel_stages, short
 from .subgraph import example_value, size_expr
 
 log = logging.getLogger("fastc")
@@ -37,19 +39,24 @@ PARALLEL = Schedule(XBLOCK=0, parallel=True)
 
 def compile_kernels(kernels, schedules=(SERIAL,), choices=None, debug_dir: str | None = None) -> tuple[dict, list]:
     """({kernel id: NativeKernel}, [(kernel name, reason it runs as ATen)]) for `kernels`
-    (fastc.ir.kernel_plan.Kernel), compiled for each of `schedules` (parallel ones only when an
-    OpenMP runtime is found). Other schedules are compiled when first asked for (a kernel the
-    heuristic sends to threads, or max-autotune's candidates): one LLVM run per graph up front.
-    Which of `schedules` a kernel is built for up front is `choices`' call (default: the
-    process-wide one). With `debug_dir`, every stage's output is written there (stages.py)."""
+    (fastc.ir.kernel_plan.Kernel), compiled for each of `schedules`: one LLVM run per graph and
+    schedule up front; other schedules are compiled when first asked for.
+
+    A kernel computed row by row (split.py) is compiled as its chunk kernel, for 1/chunks of its
+    rows, with two entry points in the same build (gomp.py): the serial one runs the chunks one
+    after the other, the parallel one (Schedule(parallel=True)) runs them on torch's OpenMP
+    threads. Both run the same machine code on every row, so they give the same bits. The parallel
+    entry is offered to the chooser up front (NativeKernel.entries) where `choices` (default: the
+    process-wide one) builds the parallel schedule up front; a kernel that does not split runs its
+    serial code under the parallel schedule. With `debug_dir`, every stage's output is written
+    there (stages.py)."""
     from torch_mlir import ir
     from torch_mlir.dialects import torch as torch_d
-    if runtime.openmp_library() is None:
-        schedules = [s for s in schedules if not s.parallel]
+    threads = runtime.threads() if gomp.library() is not None else 1
     context = ir.Context()
     torch_d.register_dialect(context)
     dump = StageDump(debug_dir)
-    made, failed, codes = {}, [], {}
+    made, failed, sources = {}, [], {}
     first_of: dict[str, object] = {}   # kernel signature -> the kernel compiled for it
     twins: list[tuple] = []             # (kernel, the earlier kernel with its signature)
     for k in kernels:
@@ -60,44 +67,163 @@ def compile_kernels(kernels, schedules=(SERIAL,), choices=None, debug_dir: str |
                 twins.append((k, first_of[signature]))
                 continue
             first_of[signature] = k
-            body = f"k{k.id}_body"
-            module = run_kernel_stages(k, body, context, dump)
-            func = _only_func(module)
-            entry = entry_function(k.name, body, func.type, d["params"], d["out_params"])
+            source = KernelSource(k, d, threads, context, dump)
+            code = source.code()
         except Unsupported as e:
             failed.append((k.name, e.reason))
             continue
-        text = module.operation.get_asm(use_local_scope=True)
-        if "{-#" in text:
-            failed.append((k.name, "torch-mlir emitted resource constants"))
-            continue
-        codes[k.id] = KernelCode(k.name, text, entry)
+        sources[k.id] = source
         numel = max((product(shape) for shape in d["shapes"]),
                     key=lambda v: 0 if isinstance(v, sympy.Basic) else v, default=1)
         needs = sorted({s.name for shape in d["shapes"] + [x for x in d["strides"] if x]
                         for e in shape if isinstance(e, sympy.Basic) for s in e.free_symbols})
         made[k.id] = NativeKernel(k.name, k.kind, d["params"], d["out_params"], d["shapes"], d["strides"],
-                                  d["dtypes"], numel, needs, compiler=_on_demand(codes[k.id], dump),
+                                  d["dtypes"], numel, needs, compiler=_on_demand(source, dump),
                                   dynamic_inputs=d["dynamic_inputs"], input_sizes=_input_sizes(k, needs))
-        made[k.id].source = codes[k.id].source
+        made[k.id].source = code.source
+        made[k.id].split = source
     choices = choices if choices is not None else default_choices()
     by_id = {k.id: k for k in kernels}
-    for schedule in schedules:
-        group = {kid: code for kid, code in codes.items()
-                 if not schedule.parallel or choices.build_up_front(_features(by_id[kid], made[kid]), schedule)}
-        for kid, fn in _compile_group(group, schedule, failed, dump).items():
+    for schedule in dict.fromkeys(SERIAL if s.parallel else s for s in schedules):  # parallel: with serial
+        for kid, fn in _compile_group({kid: sources[kid] for kid in made}, schedule, failed, dump).items():
             made[kid].entries[schedule] = fn
+            parallel = sources[kid].parallel
+            if parallel is not None and choices.build_up_front(_features(by_id[kid], made[kid]), PARALLEL):
+                made[kid].entries[PARALLEL] = parallel   # a candidate for the chooser from the start
     for kid in [kid for kid, nk in made.items() if not nk.entries]:
         del made[kid]
+    for source in sources.values():
+        source.release()
     reasons = dict(failed)
     for k, first in twins:
         if first.id in made:  # shares the compiled code (and schedules built later)
             made[k.id] = dataclasses.replace(made[first.id], name=k.name, input_sizes=_input_sizes(
                 k, made[first.id].needs_symbols))
             made[k.id].source = made[first.id].source
+            made[k.id].split = made[first.id].split
         else:
             failed.append((k.name, reasons.get(first.name, "as " + first.name)))
     return made, failed
+
+
+class KernelSource:
+    """A kernel's code as builds take it (combine.KernelCode): split by rows when it is computed
+    row by row and threads are there (its chunk kernel, with the entry points of gomp.py), else
+    whole. Made once, whichever threads ask; `parallel` is the parallel entry point once a build
+    made one, `text()` says how the parallel schedule runs the kernel."""
+
+    def __init__(self, kernel, described: dict, threads: int, context, dump: StageDump):
+        self.kernel, self.described, self.threads, self.context, self.dump = kernel, described, threads, context, dump
+        self.split: RowSplit | None = None
+        self.reason = "not decided"
+        self.parallel = None
+        self._split_code = self._whole_code = None
+        self._lock = threading.RLock()
+
+    def code(self) -> KernelCode:
+        """The split code when the kernel splits and its chunk kernel lowers, else the whole."""
+        with self._lock:
+            if self._split_code is None and self.reason == "not decided":
+                self._split_code = self._try_split()
+            return self._split_code or self.whole()
+
+    def whole(self) -> KernelCode:
+        """The kernel's own code (Unsupported when a stage cannot handle it)."""
+        with self._lock:
+            if self._whole_code is None:
+                self._whole_code = _whole_code(self.kernel, self.described, self.context, self.dump)
+            return self._whole_code
+
+    def give_up_split(self, why: str) -> None:
+        """The split code failed to build: the kernel runs whole (serial) from now on."""
+        with self._lock:
+            self.split, self._split_code, self.reason = None, None, why
+
+    def release(self) -> None:
+        """Drops what only compile_kernels needs (the graph's nodes, the MLIR context of its
+        kernels): the code made is kept for builds on demand."""
+        with self._lock:
+            self.kernel = self.described = self.context = None
+            if self.split is not None:
+                self.split.kernel = None
+
+    def text(self) -> str:
+        """How the parallel schedule runs this kernel, for reports and tests."""
+        return self.split.text() if self.split is not None else f"not split: {self.reason}"
+
+    def _try_split(self) -> KernelCode | None:
+        if self.threads < 2:
+            self.reason = ("one thread" if gomp.library() is not None
+                           else "no OpenMP runtime of torch's to run threads on")
+            return None
+        found = row_split(self.kernel, self.threads)
+        if isinstance(found, str):
+            self.reason = found
+            return None
+        try:
+            code = _split_code(self.kernel, self.described, found, self.dump)
+        except Unsupported as e:
+            self.reason = f"its chunk kernel: {e.reason}"
+            return None
+        except Exception as e:  # noqa: BLE001 - the whole kernel serves
+            self.reason = f"its chunk kernel: {short(e)}"
+            return None
+        self.split, self.reason = found, ""
+        return code
+
+
+def _whole_code(k, d: dict, context, dump: StageDump) -> KernelCode:
+    body = f"k{k.id}_body"
+    module = run_kernel_stages(k, body, context, dump)
+    func = _only_func(module)
+    entry = entry_function(k.name, body, func.type, d["params"], d["out_params"])
+    text = module.operation.get_asm(use_local_scope=True)
+    if "{-#" in text:
+        raise Unsupported("torch-mlir emitted resource constants")
+    return KernelCode(k.name, text, entry)
+
+
+def _split_code(k, full: dict, split: RowSplit, dump: StageDump) -> KernelCode:
+    """The chunk kernel of `split` with its serial and parallel entry points (gomp.trampoline)."""
+    from torch_mlir import ir
+    from torch_mlir.dialects import torch as torch_d
+    chunk = split.kernel
+    context = ir.Context()   # its own: an on-demand build may come from another thread
+    torch_d.register_dialect(context)
+    body = f"k{k.id}_rows_body"
+    module = run_kernel_stages(chunk, body, context, dump)
+    func = _only_func(module)
+    d = describe(chunk)
+    for p, q in zip(full["params"] + full["out_params"], d["params"] + d["out_params"]):
+        if _layout_key(p) != _layout_key(q):
+            raise Unsupported(f"a chunk's layout {q} differs from the kernel's {p}")
+    name = f"{k.name}_rows"
+    entry = entry_function(name, body, func.type, d["params"], d["out_params"])
+    text = module.operation.get_asm(use_local_scope=True)
+    if "{-#" in text:
+        raise Unsupported("torch-mlir emitted resource constants")
+    args = []
+    values = list(k.inputs) + list(k.outputs)
+    rows = list(split.input_rows) + list(split.output_rows)
+    for i, (p, q, n, r) in enumerate(zip(full["params"] + full["out_params"], d["params"] + d["out_params"],
+                                         values, rows)):
+        if p.kind != "tensor":
+            args.append(("scalar", str(func.type.inputs[i])))
+            continue
+        if r is not None and getattr(q, "flat", False):   # passed as 1-D of its numel elements
+            r = product(q.shape) if getattr(q, "shape", None) else None
+            if r is None:
+                raise Unsupported("a flat chunk without a static size")
+        args.append(("tensor", q.rank, r, example_value(n).element_size()))
+    trampoline = gomp.trampoline(k.name, f"_mlir_ciface_{name}", args, split.chunks)
+    source = f"// {k.name}: {split.text()}; the chunk kernel:\n" + text
+    return KernelCode(k.name, source, entry, trampoline=trampoline, symbol=gomp.serial_symbol(k.name),
+                      parallel_symbol=gomp.entry_symbol(k.name))
+
+
+def _layout_key(p) -> tuple:
+    """What of a Param the caller's descriptor depends on, but for its sizes."""
+    return (p.kind, p.rank, p.contiguous, p.strides, getattr(p, "flat", False))
 
 
 def _signature(kernel, described: dict) -> str:
@@ -140,38 +266,57 @@ def _only_func(module):
     return funcs[0]
 
 
-def _compile_group(codes: dict, schedule: Schedule, failed: list, dump: StageDump) -> dict:
-    """{kernel id: entry point} for all `codes` built together under `schedule`; on a failure,
-    kernel by kernel."""
-    if not codes:
+def _compile_group(sources: dict, schedule: Schedule, failed: list, dump: StageDump) -> dict:
+    """{kernel id: entry point} for the code of all `sources` (KernelSource) built together under
+    `schedule` (a split kernel's parallel entry goes to its source's `parallel`); on a failure,
+    kernel by kernel, and a split kernel that fails alone is built whole."""
+    if not sources:
         return {}
+    codes = {kid: src.code() for kid, src in sources.items()}
     try:
         entries = run_build_stages(list(codes.values()), schedule, dump)
-        return {kid: entries[code.name] for kid, code in codes.items()}
     except Exception as e:  # noqa: BLE001 - isolate the kernel that breaks the module
         if len(codes) == 1:
-            (code,) = codes.values()
-            if schedule.parallel:  # the serial build serves it (see _on_demand)
-                log.debug("fastc: no parallel build of %s: %s", code.name, short(e))
-            else:
-                failed.append((code.name, f"MLIR/LLVM compilation failed: {short(e)}"))
-            return {}
+            ((kid, src),) = sources.items()
+            if src.split is None:
+                failed.append((codes[kid].name, f"MLIR/LLVM compilation failed: {short(e)}"))
+                return {}
+            log.debug("fastc: %s does not build split by rows (%s); built whole", codes[kid].name, short(e))
+            src.give_up_split(f"its chunk kernel does not build: {short(e)}")
+            try:
+                src.whole()
+            except Unsupported as why:
+                failed.append((codes[kid].name, why.reason))
+                return {}
+            return _compile_group(sources, schedule, failed, dump)
+    else:
+        for kid, code in codes.items():
+            if code.parallel_symbol is not None:
+                sources[kid].parallel = entries[parallel_key(code.name)]
+        return {kid: entries[code.name] for kid, code in codes.items()}
     out = {}
-    for kid, code in codes.items():
-        out.update(_compile_group({kid: code}, schedule, failed, dump))
+    for kid, src in sources.items():
+        out.update(_compile_group({kid: src}, schedule, failed, dump))
     return out
 
 
-def _on_demand(code: KernelCode, dump: StageDump):
-    """What builds `code` under a schedule first asked for after compile_kernels (NativeKernel.entry)."""
+def _on_demand(source: KernelSource, dump: StageDump):
+    """What builds a kernel under a schedule first asked for after compile_kernels (NativeKernel.entry).
+    Every parallel schedule is the split kernel's parallel entry (made with its serial build; a tile
+    means nothing there); a kernel that does not split runs its serial code under it."""
     def compile_for(kernel, schedule):
-        if schedule.parallel and runtime.openmp_library() is None:
-            # No OpenMP runtime to link (FASTC_OPENMP_LIB=""): a parallel schedule runs on one thread.
-            if SERIAL in kernel.entries:
-                return kernel.entries[SERIAL]
-            schedule = SERIAL
+        if schedule.parallel:
+            serial = kernel.entry(SERIAL)
+            if source.parallel is None:
+                log.debug("fastc: %s runs on one thread: %s", kernel.name, source.reason)
+                return serial
+            return source.parallel
+        code = source.code()
         try:
-            return run_build_stages([code], schedule, dump)[code.name]
+            entries = run_build_stages([code], schedule, dump)
+            if code.parallel_symbol is not None and source.parallel is None:
+                source.parallel = entries[parallel_key(code.name)]
+            return entries[code.name]
         except Exception as e:  # noqa: BLE001 - another schedule's build computes the same values
             fallback = kernel.entries.get(SERIAL) or next(iter(kernel.entries.values()), None)
             if fallback is None:

@@ -21,6 +21,13 @@ class KernelCode:
     name: str
     body: str
     entry: str
+    # A kernel split by rows (split.py): LLVM-dialect functions added after lowering
+    # (gomp.trampoline: its serial entry, running the chunks one after the other, and its parallel
+    # one, running them on torch's OpenMP threads), and what ExecutionEngine.raw_lookup takes for
+    # each. Empty / None for a kernel built whole.
+    trampoline: str = ""
+    symbol: str | None = None
+    parallel_symbol: str | None = None
 
     @property
     def source(self) -> str:

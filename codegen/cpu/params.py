@@ -12,7 +12,7 @@ from fastc.ir.types import ScalarType
 
 from ..errors import Unsupported
 from .refusals import refuse_dtypes, refuse_empty, refuse_overflowing_scalars
-from .subgraph import example_value, size_expr
+from .subgraph import example_value, flat_numel, size_expr
 
 # Torch dtypes the native target handles, by MLIR element type.
 ELEMENT_TYPES = {
@@ -29,6 +29,10 @@ class Param:
     rank: int = 0
     contiguous: bool = True
     strides: tuple | None = None   # a non-contiguous layout known when compiling (static sizes)
+    shape: tuple | None = None     # the sizes the entry function takes, when all are numbers
+    # An N-D contiguous tensor passed as 1-D of its numel elements (shape (numel,)): the kernel
+    # runs flat (subgraph.flat_numel). The caller describes the tensor so; no view is made.
+    flat: bool = False
 
     def memref(self, tensor_type: str) -> str:
         inner = tensor_type[len("tensor<"):-1]
@@ -46,7 +50,8 @@ def describe(kernel) -> dict:
     refuse_dtypes(kernel)
     refuse_overflowing_scalars(kernel)
     dynamic_inputs = refuse_empty(kernel)
-    params = [_param(n) for n in kernel.inputs]
+    numel = flat_numel(kernel)
+    params = [_param(n, numel) for n in kernel.inputs]
     out_params, shapes, strides, dtypes = [], [], [], []
     for n in kernel.outputs:
         t = node_type(n)
@@ -55,7 +60,7 @@ def describe(kernel) -> dict:
         if t.dtype not in ELEMENT_TYPES:
             raise Unsupported(f"{n.name}: dtype {t.dtype} on the native CPU target")
         shape, st, contiguous = _tensor_layout(n)
-        out_params.append(Param("tensor", len(shape), contiguous, _static(st, contiguous)))
+        out_params.append(_tensor_param(shape, st, contiguous, numel))
         shapes.append(shape)
         strides.append(None if contiguous else st)
         dtypes.append(t.dtype)
@@ -95,13 +100,22 @@ def _static(strides, contiguous: bool) -> tuple | None:
     return tuple(int(st) for st in strides)
 
 
-def _param(node) -> Param:
+def _tensor_param(shape, strides, contiguous: bool, flat: int | None) -> Param:
+    """A tensor's Param; passed as 1-D of `flat` elements when the kernel runs flat (all its
+    tensors but 0-d ones have its shape, contiguous: subgraph.flat_numel)."""
+    if flat is not None and len(shape):
+        return Param("tensor", 1, True, None, (flat,), flat=True)
+    static = tuple(int(s) for s in shape) if all(not isinstance(s, sympy.Basic) or s.is_Integer for s in shape) else None
+    return Param("tensor", len(shape), contiguous, _static(strides, contiguous), static)
+
+
+def _param(node, flat: int | None = None) -> Param:
     t = node_type(node)
     if isinstance(t, TensorType):
         if t.dtype not in ELEMENT_TYPES:
             raise Unsupported(f"{node.name}: dtype {t.dtype} on the native CPU target")
         shape, strides, contiguous = _tensor_layout(node)
-        return Param("tensor", len(shape), contiguous, _static(strides, contiguous))
+        return _tensor_param(shape, strides, contiguous, flat)
     if isinstance(t, ScalarType) and t.kind in ("int", "float", "bool"):
         return Param(t.kind)
     raise Unsupported(f"input {node.name} of type {t}")

@@ -1,5 +1,5 @@
-"""Running compiled kernels: the LLVM ExecutionEngine, the OpenMP runtime, and memref
-descriptors over torch tensors.
+"""Running compiled kernels: the LLVM ExecutionEngine (linked to torch's own OpenMP runtime for
+kernels split by rows, gomp.py), and memref descriptors over torch tensors.
 
 A ranked memref descriptor is {allocated ptr, aligned ptr, offset, sizes[rank], strides[rank]},
 all 8-byte fields, so one call packs every argument into a single int64 array and passes
@@ -16,8 +16,6 @@ import threading
 
 import torch
 
-from fastc.kernels.openmp import openmp_library  # one finder for every native kernel
-
 log = logging.getLogger("fastc")
 
 def threads() -> int:
@@ -25,9 +23,16 @@ def threads() -> int:
 
 
 def execution_engine(module, shared_libs: list[str]):
+    """An ExecutionEngine for `module` (LLVM dialect). Kernels split by rows call torch's own
+    OpenMP runtime (gomp.py): its entry points are registered by address, so the JIT links to the
+    copy torch loaded, never to another."""
     from torch_mlir.execution_engine import ExecutionEngine
+
+    from . import gomp
     engine = ExecutionEngine(module, opt_level=int(os.environ.get("FASTC_CPU_OPT_LEVEL", "2")), shared_libs=shared_libs)
     engine.raw_register_runtime("memrefCopy", ctypes.cast(_MEMREF_COPY, ctypes.c_void_p))
+    for name, address in gomp.symbols().items():
+        engine.raw_register_runtime(name, ctypes.c_void_p(address))
     engine.initialize()
     return engine
 
@@ -133,9 +138,11 @@ class CapturedStderr:
             self._file = None
 
 
-def entry_point(engine, name: str):
-    """The packed entry of `name`: a C function taking one array of argument pointers."""
-    address = engine.raw_lookup("_mlir_ciface_" + name)
+def entry_point(engine, name: str, symbol: str | None = None):
+    """The packed entry of `name`: a C function taking one array of argument pointers (`symbol`:
+    what raw_lookup takes for it when it is not the C interface of `name`, as for a kernel split
+    by rows)."""
+    address = engine.raw_lookup(symbol or "_mlir_ciface_" + name)
     if not address:
         raise RuntimeError(f"compiled module has no function {name}")
     return ctypes.CFUNCTYPE(None, ctypes.c_void_p)(address)
@@ -144,11 +151,18 @@ def entry_point(engine, name: str):
 class Arguments:
     """Packs tensors and scalars into one call's argument array.
 
-    `layout` per argument: ("tensor", rank) | ("int",) | ("float",) | ("bool",). Tensors take
-    3 + 2 * rank int64 slots and are passed as a pointer to their descriptor; scalars take one
-    slot, passed by value (a pointer to the slot)."""
+    `layout` per argument: ("tensor", rank) | ("tensor", 1, "flat") | ("int",) | ("float",) |
+    ("bool",). Tensors take 3 + 2 * rank int64 slots (a memref descriptor: allocated pointer,
+    aligned pointer, offset, sizes, strides) and are passed as a pointer to their descriptor; a
+    "flat" tensor is described as 1-D of its numel elements (a contiguous tensor of any shape, for
+    a kernel that runs flat). Scalars take one slot, passed by value (a pointer to the slot).
 
-    def __init__(self, layout: list[tuple]):
+    `call` fills every slot at each call. With `fixed` (per argument: a tensor's (sizes, strides),
+    the same at every call, or None for a scalar), each thread's array is filled once with the
+    offsets, sizes and strides, and a call writes only the data pointers and scalars into it
+    (`pointer_slot`, `arrays`): what NativeKernel.bound's code does for static kernels."""
+
+    def __init__(self, layout: list[tuple], fixed: list | None = None):
         self.layout = layout
         self.offsets, total = [], 0
         for entry in layout:
@@ -156,7 +170,26 @@ class Arguments:
             total += 3 + 2 * entry[1] if entry[0] == "tensor" else 1
         self.slots = total
         self.nargs = len(layout)
+        self.template = self._template(fixed) if fixed is not None else None
         self._local = threading.local()
+
+    def _template(self, fixed: list) -> list[int]:
+        """The argument array with every descriptor's offset (0), sizes and strides; pointers
+        and scalars 0 (written at each call)."""
+        flat = [0] * self.slots
+        for entry, offset, described in zip(self.layout, self.offsets, fixed):
+            if entry[0] != "tensor":
+                continue
+            sizes, strides = described
+            if len(sizes) != entry[1] or len(strides) != entry[1]:
+                raise ValueError(f"descriptor {described} for a rank-{entry[1]} argument")
+            flat[offset + 3:offset + 3 + 2 * entry[1]] = [*map(int, sizes), *map(int, strides)]
+        return flat
+
+    def pointer_slot(self, i: int) -> int:
+        """Argument i's slot: a tensor's allocated pointer (its aligned pointer is the next
+        slot), or a scalar's value."""
+        return self.offsets[i]
 
     def call(self, fn, values) -> None:
         flat: list[int] = []
@@ -164,7 +197,10 @@ class Arguments:
         for entry, v in zip(self.layout, values):
             if entry[0] == "tensor":
                 p = v.data_ptr()
-                flat += (p, p, 0, *v.shape, *v.stride())
+                if len(entry) > 2:  # "flat": contiguous, seen as 1-D
+                    flat += (p, p, 0, v.numel(), 1)
+                else:
+                    flat += (p, p, 0, *v.shape, *v.stride())
             elif entry[0] == "float":
                 flat.append(0)
                 floats = True
@@ -178,19 +214,30 @@ class Arguments:
                     ctypes.c_double.from_buffer(buf, 8 * self.offsets[i]).value = float(v)
         fn(packed)
 
+    def arrays(self):
+        """This thread's (int64 argument array, the same memory as doubles, the address of the
+        packed argument pointers: what the entry function takes); `self._local.arrays` after
+        the first call in a thread."""
+        self._buffers()
+        return self._local.arrays
+
     def _buffers(self):
         """This thread's argument array and the packed pointers into it (made once per thread:
         a compiled model may be called from several threads at once)."""
         mine = getattr(self._local, "buffers", None)
         if mine is None:
             buf = (ctypes.c_int64 * max(1, self.slots))()
+            if self.template is not None:
+                buf[:len(self.template)] = self.template
             base = ctypes.addressof(buf)
             pointers = (ctypes.c_void_p * max(1, self.nargs))(*[base + 8 * o for o in self.offsets])
             paddr = ctypes.addressof(pointers)
             packed = (ctypes.c_void_p * max(1, self.nargs))(*[
                 paddr + 8 * i if entry[0] == "tensor" else base + 8 * self.offsets[i]
                 for i, entry in enumerate(self.layout)])
+            doubles = (ctypes.c_double * max(1, self.slots)).from_buffer(buf)
             mine = self._local.buffers = (buf, packed, pointers)
+            self._local.arrays = (buf, doubles, ctypes.addressof(packed))
         return mine[0], mine[1]
 
 

@@ -11,9 +11,12 @@ stage's output is written as it is made, numbered in order (stage_dump.py):
     <debug_dir>/graph_000_inference/cpu/graph.07-llvm.serial.mlir          (a build of several)
 
 Per kernel (`kernel_stages`), once per distinct kernel of a graph (build.py: kernels with the
-same code, a model's repeated layers, share one):
+same code, a model's repeated layers, share one; a kernel split by rows, split.py, as its chunk
+kernel, dumped as `k0_reduction.rows.NN-*`):
 
-    00-fx           planned kernel   -> FX graph of its ops, an example value on every node
+    00-fx           planned kernel   -> FX graph of its ops, an example value on every node;
+                                        over 1-D tensors when the kernel runs flat (elementwise
+                                        ops over contiguous tensors of one shape: subgraph.py)
     01-legal-fx     FX graph         -> FX graph that torch-mlir imports as eager computes it:
                                         ops the op table refuses (codegen/refusals.py), then
                                         the graph passes of LEGALIZE
@@ -28,8 +31,10 @@ so LLVM runs once per graph; or one kernel under another schedule, when first as
     05-combined     kernels' bodies and entry functions (entry.py) -> one module (combine.py)
     06-vector-math  module           -> f32 exp/erf/tanh as calls to vectorizable helpers
                                         (fast_math.py)
-    07-llvm         module           -> LLVM dialect (`lowering_pipeline`); cached on disk under
-                                        the text of 06 and the pipeline (module_cache.py)
+    07-llvm         module           -> LLVM dialect (`lowering_pipeline`), plus the entry points
+                                        of kernels split by rows (gomp.py); cached on disk under
+                                        the text of 06, those entry points and the pipeline
+                                        (module_cache.py)
     08-jit          LLVM dialect     -> machine code in an ExecutionEngine (runtime.py); dumped as
                                         an object file
 
@@ -46,7 +51,7 @@ from fastc.passes import PassContext, SpellOutTanhGelu, SplitSqueezeDims
 
 from ..refusals import refuse_by_table
 from ..schedule import Schedule
-from . import module_cache, runtime
+from . import gomp, module_cache, runtime
 from .combine import KernelCode, combine
 from .fast_math import use_vector_math
 from .nan import propagate_nan
@@ -107,14 +112,39 @@ def fix_up(module, context):
 
 # -- the stages of one build ----------------------------------------------------------------------
 
-def build_stages(schedule: Schedule, threads: int, context, libs: list[str]) -> dict:
-    """Stages 05-08 of one build under `schedule`, its MLIR in `context`."""
+def build_stages(schedule: Schedule, threads: int, context, libs: list[str], kernels=()) -> dict:
+    """Stages 05-08 of one build under `schedule`, its MLIR in `context`. Kernels split by rows
+    (`KernelCode.trampoline`) get their entry points added to the lowered module."""
     stages = {}
     stages["combined"] = lambda kernels: combine(kernels, context)
     stages["vector-math"] = with_vector_math
-    stages["llvm"] = lambda module: run_passes(module, lowering_pipeline(schedule, threads))
+    stages["llvm"] = lambda module: with_trampolines(run_passes(module, lowering_pipeline(schedule, threads)),
+                                                     trampolines(kernels))
     stages["jit"] = lambda module: runtime.execution_engine(module, libs)
     return stages
+
+
+def trampolines(kernels) -> str:
+    """The LLVM-dialect entry points of the kernels split by rows (gomp.py), with the OpenMP
+    runtime's declarations once; "" when none is split."""
+    texts = [k.trampoline for k in kernels if k.trampoline]
+    return gomp.DECLARATIONS + "".join(texts) if texts else ""
+
+
+def with_trampolines(module, text: str):
+    """`module` (LLVM dialect) with the functions of `text` parsed into it; declarations of
+    what `module` defines (the chunk kernels' C interfaces, there for the parser) are dropped."""
+    if text:
+        from torch_mlir import ir
+        defined = {ir.StringAttr(op.attributes["sym_name"]).value for op in module.body.operations
+                   if "sym_name" in op.attributes}
+        parsed = ir.Module.parse("module {\n" + text + "}\n", module.context)
+        for op in list(parsed.body.operations):
+            if ir.StringAttr(op.attributes["sym_name"]).value in defined:
+                continue
+            op.detach_from_parent()
+            module.body.append(op)
+    return module
 
 
 def with_vector_math(module):
@@ -125,10 +155,9 @@ def with_vector_math(module):
 
 def lowering_pipeline(schedule: Schedule, threads: int) -> list[str]:
     """Stage 07-llvm: MLIR passes from linalg on tensors (entry functions in destination-passing
-    style) to the LLVM dialect, read top to bottom; a schedule only adds or tunes steps."""
-    tile = []
-    if schedule.parallel and schedule.tile:
-        tile = [f"func.func(scf-parallel-loop-tiling{{parallel-loop-tile-sizes={schedule.tile}}})"]
+    style) to the LLVM dialect, read top to bottom. Every schedule lowers the same way: threads
+    come from splitting a kernel by rows (split.py), not from the loops (so no OpenMP dialect and
+    no second OpenMP runtime next to torch's)."""
     return [
         # Tensors: inline the torch-mlir bodies into the entry functions, fuse elementwise
         # producers into their consumers, and let outputs be written in place.
@@ -147,9 +176,6 @@ def lowering_pipeline(schedule: Schedule, threads: int) -> list[str]:
         # Loops: parallel dimensions become scf.parallel, reductions scf.for.
         "func.func(convert-linalg-to-parallel-loops)",
         "canonicalize",
-        *tile,
-        # Threads: the outermost parallel loops become OpenMP work-sharing loops.
-        *([f"convert-scf-to-openmp{{num-threads={threads}}}", "func.func(canonicalize)"] if schedule.parallel else []),
         # LLVM: LLVM's own optimizer (O3, host CPU) then vectorizes the inner loops.
         "lower-affine",
         "convert-scf-to-cf",
@@ -160,7 +186,6 @@ def lowering_pipeline(schedule: Schedule, threads: int) -> list[str]:
         "convert-arith-to-llvm",
         "convert-cf-to-llvm",
         "convert-func-to-llvm",
-        "convert-openmp-to-llvm",
         "convert-index-to-llvm",
         "reconcile-unrealized-casts",
     ]
@@ -185,7 +210,8 @@ def run_kernel_stages(kernel, body: str, context, dump: StageDump = NO_DUMP):
     value = kernel
     for number, (name, stage) in enumerate(kernel_stages(context, body).items()):
         value = stage(value)
-        dump.write(kernel.name, number, name, value)
+        # A graph's note ("runs flat: ...", subgraph.kernel_graph) heads its dump.
+        dump.write(kernel.name, number, name, value, note=getattr(value, "meta", {}).get("note"))
     return value
 
 
@@ -195,7 +221,8 @@ _ENGINES: list = []   # compiled engines live as long as the process (entry poin
 
 
 def run_build_stages(kernels: list[KernelCode], schedule: Schedule, dump: StageDump = NO_DUMP) -> dict:
-    """{kernel name: entry point} for `kernels` built together under `schedule`.
+    """{kernel name: entry point} for `kernels` built together under `schedule` (and, for a kernel
+    split by rows, {parallel_key(name): its parallel entry point}).
 
     The lowered module comes from the disk cache when a verified entry is there; otherwise, or
     when a cached module fails to build, stage 07 runs, and the entry is (re)written once the
@@ -204,14 +231,14 @@ def run_build_stages(kernels: list[KernelCode], schedule: Schedule, dump: StageD
     from torch_mlir import ir
     from torch_mlir.dialects import torch as torch_d
     threads = runtime.threads()
-    libs = [runtime.openmp_library()] if schedule.parallel and runtime.openmp_library() else []
+    libs: list[str] = []   # torch's OpenMP runtime, for split kernels, is registered by address
     names = [k.name for k in kernels]
     label = names[0] if len(names) == 1 else "graph"
     started = time.perf_counter()
 
     with runtime.Diagnostics() as diagnostics:
         torch_d.register_dialect(diagnostics.context)
-        stages = build_stages(schedule, threads, diagnostics.context, libs)
+        stages = build_stages(schedule, threads, diagnostics.context, libs, kernels)
         check = diagnostics.check
 
         def dumped(name: str, value, note: str | None = None):
@@ -220,13 +247,14 @@ def run_build_stages(kernels: list[KernelCode], schedule: Schedule, dump: StageD
             return value
         module = dumped("combined", check(lambda: stages["combined"](kernels)))
         module = dumped("vector-math", check(lambda: stages["vector-math"](module)))
-        key = module_cache.cache_key(str(module), pipeline_text(lowering_pipeline(schedule, threads)))
+        key = module_cache.cache_key(str(module) + trampolines(kernels),
+                                     pipeline_text(lowering_pipeline(schedule, threads)))
         cached = module_cache.load(key)
         if cached is not None:
             try:
                 lowered = dumped("llvm", check(lambda: ir.Module.parse(cached, diagnostics.context)),
                                  note=f"from the disk cache: {module_cache.entry_path(key)}")
-                entries = _entry_points(dumped("jit", check(lambda: stages["jit"](lowered))), names, check)
+                entries = _entry_points(dumped("jit", check(lambda: stages["jit"](lowered))), kernels, check)
                 log.debug("fastc: loaded %d native kernels (%s) from the cache in %.2f s", len(names), schedule,
                           time.perf_counter() - started)
                 return entries
@@ -236,14 +264,24 @@ def run_build_stages(kernels: list[KernelCode], schedule: Schedule, dump: StageD
                             module_cache.entry_path(key), short(e))
         lowered = dumped("llvm", check(lambda: stages["llvm"](module)))
         text = str(lowered)
-        entries = _entry_points(dumped("jit", check(lambda: stages["jit"](lowered))), names, check)
+        entries = _entry_points(dumped("jit", check(lambda: stages["jit"](lowered))), kernels, check)
     module_cache.store(key, text)
     log.debug("fastc: compiled %d native kernels (%s) in %.2f s", len(names), schedule, time.perf_counter() - started)
     return entries
 
 
-def _entry_points(engine, names: list[str], check) -> dict:
-    entries = check(lambda: {name: runtime.entry_point(engine, name) for name in names})
+def parallel_key(name: str) -> str:
+    """The key of a split kernel's parallel entry point in run_build_stages' answer."""
+    return name + " parallel"
+
+
+def _entry_points(engine, kernels: list[KernelCode], check) -> dict:
+    def lookup():
+        entries = {k.name: runtime.entry_point(engine, k.name, k.symbol) for k in kernels}
+        entries.update({parallel_key(k.name): runtime.entry_point(engine, k.name, k.parallel_symbol)
+                        for k in kernels if k.parallel_symbol})
+        return entries
+    entries = check(lookup)
     _ENGINES.append(engine)
     return entries
 

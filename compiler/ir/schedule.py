@@ -20,8 +20,8 @@ class Schedule:
     GROUP_M: int = 8        # matmul: tiles of GROUP_M rows of tiles run together (L2 reuse)
     num_warps: int = 4
     num_stages: int = 1
-    parallel: bool = False  # native CPU: outermost parallel loops run on OpenMP threads
-    tile: int = 0           # native CPU: tile of the outermost parallel loop (0: none)
+    parallel: bool = False  # native CPU: the kernel split by rows on torch's OpenMP threads
+    tile: int = 0           # native CPU: unused since threads split rows (kept: old records parse)
 
     def constexprs(self, kind: str) -> dict[str, int]:
         """The block sizes a kernel of `kind` takes as `tl.constexpr` arguments."""

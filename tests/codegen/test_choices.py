@@ -174,7 +174,8 @@ OLD_SCHEDULES = [
     ("matmul", {"M": 8, "N": 300, "K": 20}, "triton", Schedule(BLOCK_M=16, BLOCK_N=64, BLOCK_K=32, num_stages=3)),
     ("matmul", {"M": 1000, "N": 1000, "K": 1000}, "triton", Schedule(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, num_stages=3)),
     ("pointwise", {"xnumel": 1000}, "cpu", Schedule(XBLOCK=0)),
-    ("reduction", {"xnumel": (1 << 20) - 1}, "cpu", Schedule(XBLOCK=0)),
+    # cpu threads from 2^15 elements (2^20 before kernels split by rows on torch's threads)
+    ("reduction", {"xnumel": (1 << 15) - 1}, "cpu", Schedule(XBLOCK=0)),
     ("matmul", {"xnumel": 1 << 20}, "cpu", Schedule(XBLOCK=0, parallel=True)),
 ]
 
@@ -194,8 +195,9 @@ def test_heuristic_fusion_products_and_builds_are_the_old_ones():
     assert not rules.product_in_kernel(KernelFeatures("mm", "matmul", "cpu"))
     assert rules.product_in_kernel(KernelFeatures("mm", "matmul", "triton"))
     parallel = Schedule(XBLOCK=0, parallel=True)
-    assert not rules.build_up_front(KernelFeatures("k", "pointwise", "cpu", sizes={"xnumel": (1 << 16) - 1}), parallel)
-    assert rules.build_up_front(KernelFeatures("k", "pointwise", "cpu", sizes={"xnumel": 1 << 16}), parallel)
+    # 2^15 since the cpu target's threads split kernels by rows (2^16 before)
+    assert not rules.build_up_front(KernelFeatures("k", "pointwise", "cpu", sizes={"xnumel": (1 << 15) - 1}), parallel)
+    assert rules.build_up_front(KernelFeatures("k", "pointwise", "cpu", sizes={"xnumel": 1 << 15}), parallel)
     assert rules.build_up_front(KernelFeatures("k", "pointwise", "cpu", sizes=None), parallel), "dynamic"
     k = KernelFeatures("k", "pointwise", "cpu", sizes={"xnumel": 10})
     assert rules.choose(k, [ATEN, Schedule(XBLOCK=0), parallel]) == Schedule(XBLOCK=0), "generated, never ATen"

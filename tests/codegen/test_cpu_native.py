@@ -291,15 +291,19 @@ def test_dynamic_shapes_one_compilation_several_sizes(name):
 
 # Schedules ---------------------------------------------------------------------------------------
 
+def FIRST_PARALLEL_CASE(x, y):
+    return (x * y + 1).relu()
+
+
 @pytest.mark.parametrize("kind, fn, make", [
-    ("pointwise", lambda x, y: (x * y + 1).relu(), lambda: (torch.randn(300, 70).t(), torch.randn(300))),
+    ("pointwise", FIRST_PARALLEL_CASE, lambda: (torch.randn(300, 70).t(), torch.randn(300))),
     ("reduction", lambda x: torch.softmax(x, -1) * x.sum(0), lambda: (torch.randn(90, 130),)),
     ("reduction", lambda x: x.var(0), lambda: (torch.randn(90, 130)[5:],)),
 ])
 def test_parallel_schedules_compute_what_the_serial_one_does(kind, fn, make):
-    """Parallel (OpenMP) builds are made on demand; each computes eager's values."""
+    """Parallel builds (the kernel split by rows on torch's OpenMP threads) are made on demand;
+    each computes eager's values. A kernel that does not split runs its serial code."""
     from fastc.codegen.cpu.build import PARALLEL, SERIAL, compile_kernels
-    from fastc.codegen.cpu.runtime import openmp_library
     from fastc.codegen.schedule import Schedule
     from fastc.ir.kernel_plan import KernelPlan
     args = make()
@@ -314,9 +318,10 @@ def test_parallel_schedules_compute_what_the_serial_one_does(kind, fn, make):
     for s in schedules:
         (actual,) = made[kernel.id].run(*inputs, schedule=s)
         assert_matches(actual, expected)
-    entries = made[kernel.id].entries
-    if openmp_library() is not None:  # a build of its own, with OpenMP loops (else the serial one)
-        assert entries[PARALLEL] is not entries[SERIAL]
+    entries, split = made[kernel.id].entries, made[kernel.id].split
+    # The first kernel splits (rows of x.t(), y broadcast); the others read every row (sum(0), var(0)).
+    assert (split.split is not None) == (torch.get_num_threads() > 1 and fn is FIRST_PARALLEL_CASE), split.text()
+    assert (entries[PARALLEL] is not entries[SERIAL]) == (split.split is not None)
 
 
 # Models ------------------------------------------------------------------------------------------
@@ -398,13 +403,14 @@ def _run_python(code: str, **env) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_without_openmp_kernels_run_on_one_thread(tmp_path):
-    """FASTC_OPENMP_LIB="" (no threads): no OpenMP runtime is loaded, a model still matches eager,
-    and a kernel big enough for the parallel schedule runs the serial code."""
+def test_native_kernels_load_no_openmp_runtime_of_their_own(tmp_path):
+    """The cpu target runs threads on torch's libgomp only (gomp.py): FASTC_OPENMP_LIB="" (the BCQ
+    kernels' switch) changes nothing, no libiomp5 is loaded, a model matches eager, and a kernel
+    big enough for the parallel schedule gives the serial code's values."""
     result = _run_python("""
         import json, torch, model_zoo
         from fastc.report import REPORTS
-        from fastc.codegen.cpu.runtime import openmp_library
+        from fastc.kernels.openmp import openmp_library
         options = {"target": "cpu", "kernel_choice": "generated", "on_error": "raise"}
         model, inputs = model_zoo.build("mlp")
         model.eval()
