@@ -8,6 +8,10 @@ os.environ["FASTC_CACHE_DIR"] = "off"
 
 import torch
 
+# One thread: the kernel is compiled whole (with more, a kernel independent along its rows is
+# compiled at chunk size for the libgomp split: codegen/cpu/split.py; tests/codegen/test_cpu_parallel.py).
+torch.set_num_threads(1)
+
 from fastc.codegen.wrapper import compile_planned
 from fastc.ir import parse_graph
 
