@@ -20,14 +20,36 @@ def persistent_reduction(rnumel, limit: int = PERSISTENT_MAX) -> bool:
     return isinstance(rnumel, int) and 0 < rnumel <= limit
 
 
+# Native CPU loop schedules (codegen/cpu/tiling.py): (tile_outer, tile_inner, vectorize, unroll).
+# Vectorizing needs a bounded tile (every loop tiled: tile_outer and tile_inner both set), or the
+# vectors would be as big as the tensor.
+CPU_LOOPS = [(1, 0, False, 1), (4, 0, False, 1), (16, 0, False, 1), (0, 64, False, 1),
+             (1, 16, False, 1), (1, 64, False, 1), (1, 64, False, 4),
+             (1, 8, True, 1), (1, 16, True, 1), (1, 64, True, 1), (4, 16, True, 1), (1, 32, True, 2)]
+
+# Below this many output elements a kernel is not offered threads (a fork and join costs more).
+CPU_PARALLEL_MIN = 1 << 14
+
+
+def cpu_schedules(sizes: dict) -> list[Schedule]:
+    """The native CPU schedule space: the kernel's loops as lowered, or tiled, fused, vectorized
+    and unrolled (CPU_LOOPS); each on one thread or split by rows on torch's threads
+    (codegen/cpu/split.py) when the kernel is big enough for threads to pay."""
+    threads = [False, True] if (sizes or {}).get("xnumel", 0) >= CPU_PARALLEL_MIN else [False]
+    out = [Schedule(XBLOCK=0, parallel=False), Schedule(XBLOCK=0, parallel=True)]
+    for parallel in threads:
+        for outer, inner, vectorize, unroll in CPU_LOOPS:
+            out.append(Schedule(XBLOCK=0, parallel=parallel, tile_outer=outer, tile_inner=inner,
+                                vectorize=vectorize, unroll=unroll))
+    return out
+
+
 def candidate_schedules(kind: str, sizes: dict[str, int], target: str = "triton") -> list[Schedule]:
     """Schedules worth measuring for `mode="max-autotune"`: variants of block sizes, warps,
     stages (and on the native CPU target, one thread or all of torch's) at these problem sizes."""
     out = []
     if target == "cpu":
-        # One thread, or the kernel split by rows on torch's threads (codegen/cpu/split.py; a
-        # tile changes nothing there, so none is offered).
-        out += [Schedule(XBLOCK=0, parallel=False), Schedule(XBLOCK=0, parallel=True)]
+        out += cpu_schedules(sizes)
     elif kind == "pointwise":
         for block in (256, 512, 1024, 2048):
             for warps in (2, 4, 8):

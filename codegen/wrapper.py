@@ -11,6 +11,8 @@ time, when the choices object can make it without running anything.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 import os
 import sys
@@ -361,6 +363,8 @@ class _KernelCall:
     def _decide(self, g, inputs):
         r = self.runner
         k = self._features_at(g.problem_sizes(*inputs, symbols=r.sizes), inputs)
+        if hasattr(g, "candidate_features"):  # the cost model's features of each candidate's MLIR
+            k = dataclasses.replace(k, describe=functools.partial(g.candidate_features, k=k))
         candidates = self._candidates(g, k)
 
         def run(candidate):
@@ -375,7 +379,7 @@ class _KernelCall:
         every schedule worth measuring (max-autotune) or else those already built."""
         r = self.runner
         schedules = [r.choices.schedule(k)]
-        if r.autotune:
+        if r.autotune or getattr(r.choices, "ranks_every_schedule", False):  # a cost model ranks them all
             schedules += candidate_schedules(g.kind, k.sizes, r.info.target)
         elif r.info.target == "cpu":
             schedules += g.schedules

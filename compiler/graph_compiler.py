@@ -67,7 +67,8 @@ def _compile_real(gm: fx.GraphModule, kind: str, opts: Options, frozen: list[int
             dump.graph("frozen", gm)
         keep = [i for i in range(len(example_inputs or ())) if i not in set(frozen)]
         choices = compile_choices(opts.choices, target=opts.target, kernel_choice=opts.kernel_choice,
-                                  autotune=opts.mode.startswith("max-autotune"))
+                                  autotune=opts.mode.startswith("max-autotune"), tuning=opts.tuning,
+                                  model_path=opts.cost_model)
         ctx = PassContext(target=opts.target, choices=choices,
                           example_inputs=[real_inputs[i] for i in keep] if real_inputs else None)
         if opts.lossy:

@@ -56,6 +56,12 @@ class Options:
     #: schedules, ATen or generated code). None: the process-wide one
     #: (fastc.costmodel.set_default_choices), else what kernel_choice and mode ask for.
     choices: object = None
+    #: How kernels' choices are made (fastc.costmodel.default): "auto" (the learned cost model
+    #: where one exists for this machine, else measuring as kernel_choice and mode say),
+    #: "model", "measure" or "heuristic". FASTC_TUNING sets the default.
+    tuning: str = "auto"
+    #: A cost model file (`fastc costmodel train --out FILE`) to use instead of the shipped one.
+    cost_model: str | None = None
 
     @staticmethod
     def keys() -> list[str]:
@@ -181,6 +187,16 @@ def make_options(options: dict | None = None, mode: str | None = None) -> Option
     if choice not in KERNEL_CHOICES:
         raise _fail("kernel_choice", choice, ", ".join(KERNEL_CHOICES))
     kwargs["kernel_choice"] = choice
+    tuning = options.get("tuning", os.environ.get("FASTC_TUNING", "auto"))
+    from fastc.costmodel.default import TUNING
+    if tuning not in TUNING:
+        raise _fail("tuning", tuning, ", ".join(TUNING))
+    kwargs["tuning"] = tuning
+    if options.get("cost_model") is not None:
+        path = options["cost_model"]
+        if not isinstance(path, (str, os.PathLike)) or not os.path.isfile(path):
+            raise _fail("cost_model", path, "the path of an existing cost model file (fastc costmodel train --out FILE)")
+        kwargs["cost_model"] = os.fspath(path)
     on_error = options.get("on_error", os.environ.get("FASTC_ON_ERROR", "fallback"))
     if on_error not in ON_ERROR:
         raise _fail("on_error", on_error, ", ".join(ON_ERROR))

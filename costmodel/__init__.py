@@ -12,8 +12,9 @@ from .default import compile_choices, default_choices, set_default_choices
 from .features import ATEN, FusionCandidate, KernelFeatures, kernel_features, problem_key
 from .heuristic import HeuristicChoices
 from .measured import MeasuredChoices
+from .model_choices import ModelChoices
 
 __all__ = [
-    "ATEN", "Choices", "FusionCandidate", "HeuristicChoices", "KernelFeatures", "MeasuredChoices",
+    "ATEN", "Choices", "FusionCandidate", "HeuristicChoices", "KernelFeatures", "MeasuredChoices", "ModelChoices",
     "compile_choices", "default_choices", "kernel_features", "problem_key", "set_default_choices",
 ]

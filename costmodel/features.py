@@ -55,6 +55,10 @@ class KernelFeatures:
     bytes_read: int | None = None
     bytes_written: int | None = None
     device: str = "cpu"
+    #: describe(candidate) -> {feature: value}: the cost model's features of this kernel under a
+    #: candidate (mlir_features.py: its MLIR as the target lowers it), where the target can say;
+    #: None otherwise. Not part of the kernel's identity nor of its record.
+    describe: object = field(default=None, compare=False, repr=False)
 
     def at(self, sizes: dict, inputs: list | None = None, kernel=None) -> "KernelFeatures":
         """These features at one problem; with `inputs` (the kernel's real inputs) and `kernel`
@@ -71,7 +75,8 @@ class KernelFeatures:
 
     def record(self) -> dict:
         """JSON-ready (lists, strings and numbers only)."""
-        out = asdict(self)
+        out = asdict(replace(self, describe=None))
+        out.pop("describe")
         out["inputs"] = [list(x) if isinstance(x, tuple) else x for x in self.inputs]
         return out
 
@@ -123,7 +128,12 @@ def candidate_text(candidate) -> str:
         return candidate
     s: Schedule = candidate
     if s.XBLOCK == 0:  # a native CPU schedule
-        return ("native, threads" + (f", tile {s.tile}" if s.tile else "")) if s.parallel else "native, 1 thread"
+        text = "native, threads" if s.parallel else "native, 1 thread"
+        if s.loops:
+            text += f", tiles {s.tile_outer or 'whole'}x{s.tile_inner or 'whole'}"
+            text += ", vectorized" if s.vectorize else ""
+            text += f", unroll {s.unroll}" if s.unroll > 1 else ""
+        return text
     blocks = (f"{s.BLOCK_M}x{s.BLOCK_N}x{s.BLOCK_K}" if s.BLOCK_M else
               f"XBLOCK {s.XBLOCK}" + (f", RBLOCK {s.RBLOCK}" if s.RBLOCK else ""))
     return f"{blocks}, {s.num_warps} warps" + (f", {s.num_stages} stages" if s.num_stages > 1 else "")

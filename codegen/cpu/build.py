@@ -117,6 +117,8 @@ class KernelSource:
         self.split: RowSplit | None = None
         self.reason = "not decided"
         self.parallel = None
+        self.parallel_entries: dict = {}   # serial schedule -> the parallel entry of its build
+        self.scheduled: dict = {}          # loop schedule -> the code at stage 07-loops (candidate_mlir.py)
         self._split_code = self._whole_code = None
         self._lock = threading.RLock()
 
@@ -293,6 +295,7 @@ def _compile_group(sources: dict, schedule: Schedule, failed: list, dump: StageD
         for kid, code in codes.items():
             if code.parallel_symbol is not None:
                 sources[kid].parallel = entries[parallel_key(code.name)]
+                sources[kid].parallel_entries[schedule] = sources[kid].parallel
         return {kid: entries[code.name] for kid, code in codes.items()}
     out = {}
     for kid, src in sources.items():
@@ -302,24 +305,30 @@ def _compile_group(sources: dict, schedule: Schedule, failed: list, dump: StageD
 
 def _on_demand(source: KernelSource, dump: StageDump):
     """What builds a kernel under a schedule first asked for after compile_kernels (NativeKernel.entry).
-    Every parallel schedule is the split kernel's parallel entry (made with its serial build; a tile
-    means nothing there); a kernel that does not split runs its serial code under it."""
+    A parallel schedule is the split kernel's parallel entry, made with the serial build of the
+    same loops; a kernel that does not split runs its serial code under it. A schedule whose loop
+    transformations (tiling.py) do not build for this kernel raises: it is not a legal candidate
+    here, and measuring it must not time another schedule's code."""
     def compile_for(kernel, schedule):
         if schedule.parallel:
-            serial = kernel.entry(SERIAL)
-            if source.parallel is None:
+            serial_schedule = dataclasses.replace(schedule, parallel=False)
+            serial = kernel.entry(serial_schedule)
+            parallel = source.parallel_entries.get(serial_schedule)
+            if parallel is None:
                 log.debug("fastc: %s runs on one thread: %s", kernel.name, source.reason)
                 return serial
-            return source.parallel
+            return parallel
         code = source.code()
         try:
             entries = run_build_stages([code], schedule, dump)
-            if code.parallel_symbol is not None and source.parallel is None:
-                source.parallel = entries[parallel_key(code.name)]
+            if code.parallel_symbol is not None:
+                source.parallel_entries[schedule] = entries[parallel_key(code.name)]
+                if source.parallel is None and not schedule.loops:
+                    source.parallel = entries[parallel_key(code.name)]
             return entries[code.name]
         except Exception as e:  # noqa: BLE001 - another schedule's build computes the same values
             fallback = kernel.entries.get(SERIAL) or next(iter(kernel.entries.values()), None)
-            if fallback is None:
+            if fallback is None or schedule.loops:
                 raise
             log.warning("fastc: native kernel %s does not build under %s (%s); it runs the code built "
                         "for another schedule", code.name, schedule, short(e))

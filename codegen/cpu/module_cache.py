@@ -1,4 +1,4 @@
-"""The disk cache of lowered modules (stage 07-llvm): <cache>/cpu/<key>.mlir.
+"""The disk cache of lowered modules (stage 08-llvm): <cache>/cpu/<key>.mlir.
 
 The key covers the module text before lowering, the lowering pipeline and the versions; a hit
 skips the MLIR pass pipeline (torch-mlir import and LLVM still run).

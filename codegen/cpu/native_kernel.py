@@ -61,6 +61,13 @@ class NativeKernel:
     def schedules(self) -> list[Schedule]:
         return list(self.entries)
 
+    def candidate_features(self, candidate, k=None) -> dict:
+        """The cost model's features of this kernel under `candidate` (ATEN or a Schedule), `k`
+        its KernelFeatures at the problem (candidate_mlir.py)."""
+        from .candidate_mlir import candidate_features
+        source = self.split
+        return candidate_features(source.code(), candidate, k, source.scheduled)
+
     def problem_sizes(self, *inputs, symbols=None) -> dict[str, int]:
         if inputs:
             symbols = self._with_input_sizes(inputs, symbols)

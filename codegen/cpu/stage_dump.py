@@ -57,5 +57,10 @@ NO_DUMP = StageDump(None)
 
 
 def schedule_label(schedule) -> str:
-    """`serial`, `parallel`, `parallel-tile16`: a CPU schedule in a file name."""
-    return ("parallel" if schedule.parallel else "serial") + (f"-tile{schedule.tile}" if schedule.tile else "")
+    """`serial`, `parallel`, `serial-t1x64-vec-u2`: a CPU schedule in a file name."""
+    label = "parallel" if schedule.parallel else "serial"
+    if getattr(schedule, "loops", False):
+        label += f"-t{schedule.tile_outer}x{schedule.tile_inner}"
+        label += "-vec" if schedule.vectorize else ""
+        label += f"-u{schedule.unroll}" if schedule.unroll > 1 else ""
+    return label

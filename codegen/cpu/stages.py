@@ -7,8 +7,8 @@ stage's output is written as it is made, numbered in order (stage_dump.py):
 
     <debug_dir>/graph_000_inference/cpu/k0_reduction.00-fx.fx
     <debug_dir>/graph_000_inference/cpu/k0_reduction.03-linalg.mlir
-    <debug_dir>/graph_000_inference/cpu/k0_reduction.07-llvm.serial.mlir   (a build of k0 alone)
-    <debug_dir>/graph_000_inference/cpu/graph.07-llvm.serial.mlir          (a build of several)
+    <debug_dir>/graph_000_inference/cpu/k0_reduction.08-llvm.serial.mlir   (a build of k0 alone)
+    <debug_dir>/graph_000_inference/cpu/graph.08-llvm.serial.mlir          (a build of several)
 
 Per kernel (`kernel_stages`), once per distinct kernel of a graph (build.py: kernels with the
 same code, a model's repeated layers, share one; a kernel split by rows, split.py, as its chunk
@@ -31,11 +31,14 @@ so LLVM runs once per graph; or one kernel under another schedule, when first as
     05-combined     kernels' bodies and entry functions (entry.py) -> one module (combine.py)
     06-vector-math  module           -> f32 exp/erf/tanh as calls to vectorizable helpers
                                         (fast_math.py)
-    07-llvm         module           -> LLVM dialect (`lowering_pipeline`), plus the entry points
+    07-loops        module           -> the schedule's loop transformations (tiling.py: tile-and-
+                                        fuse of each root, unroll, linalg vectorization, with the
+                                        transform dialect); unchanged under a schedule without them
+    08-llvm         module           -> LLVM dialect (`lowering_pipeline`), plus the entry points
                                         of kernels split by rows (gomp.py); cached on disk under
                                         the text of 06, those entry points and the pipeline
                                         (module_cache.py)
-    08-jit          LLVM dialect     -> machine code in an ExecutionEngine (runtime.py); dumped as
+    09-jit          LLVM dialect     -> machine code in an ExecutionEngine (runtime.py); dumped as
                                         an object file
 
 A stage that cannot handle a kernel raises Unsupported and the kernel runs as ATen; a build that
@@ -58,6 +61,7 @@ from .nan import propagate_nan
 from .reassociation import relax_float_math
 from .stage_dump import NO_DUMP, StageDump, schedule_label
 from .subgraph import kernel_graph
+from .tiling import schedule_loops
 from .torch_import import import_fx, lower_to_linalg
 
 log = logging.getLogger("fastc")
@@ -118,6 +122,7 @@ def build_stages(schedule: Schedule, threads: int, context, libs: list[str], ker
     stages = {}
     stages["combined"] = lambda kernels: combine(kernels, context)
     stages["vector-math"] = with_vector_math
+    stages["loops"] = lambda module: schedule_loops(module, schedule)
     stages["llvm"] = lambda module: with_trampolines(run_passes(module, lowering_pipeline(schedule, threads)),
                                                      trampolines(kernels))
     stages["jit"] = lambda module: runtime.execution_engine(module, libs)
@@ -168,6 +173,9 @@ def lowering_pipeline(schedule: Schedule, threads: int) -> list[str]:
         # Buffers: tensors become memrefs over the caller's storage; temporaries are freed.
         "one-shot-bufferize{bufferize-function-boundaries=false}",
         "canonicalize",
+        # A tiled schedule's per-tile temporaries (tiling.py): allocated once, before the tile
+        # loops, and on the stack when small, rather than a malloc per tile.
+        *(TILE_BUFFERS if schedule.loops else []),
         # A kernel that only copies (a clone, a contiguous of a transpose) bufferizes to
         # memref.copy, which lowers to a runtime call for strided layouts: torch-mlir's pass
         # makes it a linalg.generic copy, which becomes a loop nest below.
@@ -176,10 +184,15 @@ def lowering_pipeline(schedule: Schedule, threads: int) -> list[str]:
         # Loops: parallel dimensions become scf.parallel, reductions scf.for.
         "func.func(convert-linalg-to-parallel-loops)",
         "canonicalize",
+        # Vector ops of a vectorizing schedule (tiling.py) become loops of LLVM vectors.
+        *(VECTOR_LOWERING if schedule.vectorize else []),
         # LLVM: LLVM's own optimizer (O3, host CPU) then vectorizes the inner loops.
         "lower-affine",
         "convert-scf-to-cf",
         "expand-strided-metadata",
+        # Tile loops index subviews: their offsets become affine maps only here.
+        *(["lower-affine"] if schedule.loops else []),
+        *(["convert-vector-to-llvm", "convert-ub-to-llvm"] if schedule.vectorize else []),
         "finalize-memref-to-llvm",
         "convert-math-to-llvm",
         "convert-math-to-libm",
@@ -189,6 +202,16 @@ def lowering_pipeline(schedule: Schedule, threads: int) -> list[str]:
         "convert-index-to-llvm",
         "reconcile-unrealized-casts",
     ]
+
+
+TILE_BUFFERS = [
+    "func.func(buffer-hoisting, buffer-loop-hoisting)",
+    "func.func(promote-buffers-to-stack{max-alloc-size-in-bytes=65536})",
+]
+
+VECTOR_LOWERING = [
+    "func.func(convert-vector-to-scf{full-unroll=true}, canonicalize)",
+]
 
 
 def pipeline_text(steps: list[str]) -> str:
@@ -247,6 +270,7 @@ def run_build_stages(kernels: list[KernelCode], schedule: Schedule, dump: StageD
             return value
         module = dumped("combined", check(lambda: stages["combined"](kernels)))
         module = dumped("vector-math", check(lambda: stages["vector-math"](module)))
+        module = dumped("loops", check(lambda: stages["loops"](module)))
         key = module_cache.cache_key(str(module) + trampolines(kernels),
                                      pipeline_text(lowering_pipeline(schedule, threads)))
         cached = module_cache.load(key)

@@ -22,6 +22,21 @@ class Schedule:
     num_stages: int = 1
     parallel: bool = False  # native CPU: the kernel split by rows on torch's OpenMP threads
     tile: int = 0           # native CPU: unused since threads split rows (kept: old records parse)
+    # Native CPU loop schedule, applied to each of a kernel's root linalg ops with MLIR's
+    # transform dialect (codegen/cpu/tiling.py): every parallel loop but the innermost tiled at 1
+    # and the last of those at `tile_outer` (0: the outer loops are left whole), the innermost
+    # parallel loop at `tile_inner` (0: whole); the root's producers fused into its tile loops
+    # (tile-and-fuse); `vectorize`: the tiled ops vectorized by linalg; `unroll`: the innermost
+    # tile loop unrolled that many times. All zero / False / 1: the kernel's loops as lowered.
+    tile_outer: int = 0
+    tile_inner: int = 0
+    vectorize: bool = False
+    unroll: int = 1
+
+    @property
+    def loops(self) -> bool:
+        """Whether this (native CPU) schedule transforms the kernel's loops."""
+        return bool(self.tile_outer or self.tile_inner or self.vectorize or self.unroll > 1)
 
     def constexprs(self, kind: str) -> dict[str, int]:
         """The block sizes a kernel of `kind` takes as `tl.constexpr` arguments."""

@@ -334,7 +334,7 @@ def test_a_split_kernel_dumps_its_chunk_kernel_and_both_entry_points(tmp_path):
     names = {p.name for p in cpu.iterdir()}
     assert {f"{name}.rows.{s}" for s in ("00-fx.fx", "01-legal-fx.fx", "02-torch.mlir", "03-linalg.mlir",
                                           "04-fixed.mlir")} <= names, names
-    lowered = (cpu / f"{name}.07-llvm.serial.mlir").read_text()
+    lowered = (cpu / f"{name}.08-llvm.serial.mlir").read_text()
     assert f"@_mlir_fastc_rows_{name}(" in lowered and f"@_mlir_fastc_rows_serial_{name}(" in lowered
     assert "llvm.call @GOMP_parallel" in lowered and f"@_mlir_ciface_{name}_rows(" in lowered
     assert "split into 2 chunks of rows" in (folder / f"kernel_{name}.mlir").read_text()

@@ -14,7 +14,7 @@ pytest.importorskip("torch_mlir", reason="the native CPU target needs torch-mlir
 GENERATED = {"target": "cpu", "kernel_choice": "generated", "on_error": "raise"}
 
 KERNEL_STAGES = ["00-fx.fx", "01-legal-fx.fx", "02-torch.mlir", "03-linalg.mlir", "04-fixed.mlir"]
-BUILD_STAGES = ["05-combined.serial.mlir", "06-vector-math.serial.mlir", "07-llvm.serial.mlir", "08-jit.serial.o"]
+BUILD_STAGES = ["05-combined.serial.mlir", "06-vector-math.serial.mlir", "07-loops.serial.mlir", "08-llvm.serial.mlir", "09-jit.serial.o"]
 
 
 def _compile_with_dump(fn, args, debug_dir):
@@ -44,8 +44,8 @@ def test_every_stage_of_a_softmax_kernel_is_dumped_in_order(tmp_path):
     vector = text["06-vector-math.serial.mlir"]
     assert "math.exp %" not in vector and "call @fastc_expf" in vector
     assert vector.index("func.func private @fastc_expf") < vector.index("_body")  # helpers first
-    assert "llvm.func" in text["07-llvm.serial.mlir"] and "linalg." not in text["07-llvm.serial.mlir"]
-    assert (cpu / f"{name}.08-jit.serial.o").read_bytes()[:4] == b"\x7fELF"
+    assert "llvm.func" in text["08-llvm.serial.mlir"] and "linalg." not in text["08-llvm.serial.mlir"]
+    assert (cpu / f"{name}.09-jit.serial.o").read_bytes()[:4] == b"\x7fELF"
     # The graph's own dump keeps the kernel's source (the body and its entry function).
     assert f"func.func @{name}(%a0" in (cpu.parent / f"kernel_{name}.mlir").read_text()
 
@@ -54,9 +54,9 @@ def test_a_lowered_module_from_the_disk_cache_is_dumped_as_such(tmp_path):
     fn, x = (lambda x: (x * 2).exp()), torch.randn(8)
     name, first = _compile_with_dump(fn, (x,), tmp_path / "one")
     _, second = _compile_with_dump(fn, (x,), tmp_path / "two")
-    lowered = (second / f"{name}.07-llvm.serial.mlir").read_text()
+    lowered = (second / f"{name}.08-llvm.serial.mlir").read_text()
     assert lowered.startswith("// from the disk cache: ")
-    assert lowered.split("\n", 1)[1] == (first / f"{name}.07-llvm.serial.mlir").read_text()
+    assert lowered.split("\n", 1)[1] == (first / f"{name}.08-llvm.serial.mlir").read_text()
 
 
 def test_without_a_debug_dir_nothing_is_written(tmp_path, monkeypatch):
@@ -137,7 +137,7 @@ def test_ir_rewrites_lower_as_the_text_rewrites_did(name, fn, args, rewrites, tm
     code = KernelCode(kernel.name, module.operation.get_asm(use_local_scope=True), entry)
 
     entries = run_build_stages([code], build.SERIAL, StageDump(str(tmp_path)))
-    lowered = (tmp_path / f"{kernel.name}.07-llvm.serial.mlir").read_text()
+    lowered = (tmp_path / f"{kernel.name}.08-llvm.serial.mlir").read_text()
     rewritten, reference = _text_route(code, build.SERIAL, runtime.threads())
     assert rewritten == rewrites               # the case exercises the rewrites it is named for
     assert lowered == reference

@@ -1,0 +1,102 @@
+"""Native CPU loop schedules (codegen/cpu/tiling.py): every schedule of the space computes what
+ATen computes, on kernels of every shape the zoo makes (row reductions, softmax, layer norm,
+flat pointwise, broadcasts, strided inputs, several outputs); a schedule that does not apply to a
+kernel fails its build and is no candidate, never a wrong answer."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fastc.costmodel import ATEN, HeuristicChoices
+from fastc.codegen.schedule import CPU_LOOPS, cpu_schedules
+from fastc.ir.schedule import Schedule
+
+
+class EveryCandidate(HeuristicChoices):
+    """Runs every candidate at a kernel's first call and compares it with ATen's values."""
+
+    def __init__(self):
+        super().__init__()
+        self.checked, self.illegal = [], []
+
+    def choose(self, k, candidates, run=None, records=None):
+        if k.kind == "library":
+            return super().choose(k, candidates, run, records)
+        if run is None:
+            return None  # at the first call
+        expected = run(ATEN)
+        for c in candidates:
+            if c == ATEN:
+                continue
+            try:
+                got = run(c)
+            except Exception as e:  # noqa: BLE001 - not legal for this kernel: counted
+                assert c.loops, f"{k.name}: the plain schedule {c} failed: {e}"
+                self.illegal.append((k.name, c))
+                continue
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5, msg=lambda m: f"{k.name} {c}: {m}")
+            self.checked.append((k.name, c))
+        return self.checked[-1][1]
+
+
+def layer_norm_softmax(x, w, b):
+    return torch.softmax(F.layer_norm(x, (x.shape[-1],), w, b) * 2, dim=-1) + torch.relu(x)
+
+
+def rms_norm(x, w):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * w
+
+
+def gelu_bias(x, b):
+    return F.gelu(x + b)
+
+
+def channel_mean(x):
+    return x.mean(dim=(2, 3)) * 3 + x.amax(dim=(2, 3))
+
+
+def transposed_add(x, y):
+    return torch.tanh(x.transpose(1, 2) + y).exp()
+
+
+def two_outputs(x):
+    m = x.sum(-1, keepdim=True)
+    return x - m, m * 2
+
+
+CASES = [
+    ("layer_norm_softmax", layer_norm_softmax, lambda: (torch.randn(4, 16, 64), torch.randn(64), torch.randn(64))),
+    ("rms_norm", rms_norm, lambda: (torch.randn(2, 8, 96), torch.randn(96))),
+    ("gelu_bias", gelu_bias, lambda: (torch.randn(8, 130), torch.randn(130))),
+    ("channel_mean", channel_mean, lambda: (torch.randn(2, 12, 7, 5),)),
+    ("transposed_add", transposed_add, lambda: (torch.randn(3, 20, 6), torch.randn(3, 6, 20))),
+    ("two_outputs", two_outputs, lambda: (torch.randn(5, 33),)),
+    ("flat_pointwise", lambda x: torch.sigmoid(x) * x, lambda: (torch.randn(4097),)),
+]
+
+
+@pytest.mark.parametrize("name,fn,make", CASES, ids=[c[0] for c in CASES])
+def test_every_loop_schedule_computes_what_aten_computes(name, fn, make):
+    torch.manual_seed(0)
+    args = make()
+    chooser = EveryCandidate()
+    compiled = torch.compile(fn, backend="fastc", options={"target": "cpu", "mode": "max-autotune",
+                                                            "choices": chooser})
+    torch.testing.assert_close(compiled(*args), fn(*args), rtol=1e-5, atol=1e-5)
+    loops = [c for _, c in chooser.checked if c.loops]
+    # Most of the space applies to every kernel; what does not is refused at build, not run wrong.
+    assert len(loops) >= len(CPU_LOOPS) // 2, (chooser.checked, chooser.illegal)
+
+
+def test_the_space_offers_threads_only_to_big_kernels():
+    small, big = cpu_schedules({"xnumel": 100}), cpu_schedules({"xnumel": 1 << 20})
+    assert not any(s.parallel and s.loops for s in small)
+    assert sum(s.parallel for s in big) == len(CPU_LOOPS) + 1
+    assert all(isinstance(s, Schedule) and s.XBLOCK == 0 for s in big)
+    assert len(set(big)) == len(big)
+
+
+def test_vectorizing_schedules_tile_every_loop():
+    # An untiled loop would vectorize to vectors as big as the tensor.
+    assert all(outer and inner for outer, inner, vectorize, _ in CPU_LOOPS if vectorize)
