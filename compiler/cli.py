@@ -1,4 +1,5 @@
-"""The `fastc` command line: `fastc demo`, `fastc explain`, `fastc opt` (also `fastc-opt`), ...
+"""The `fastc` command line: `fastc demo`, `fastc explain`, `fastc opt` (also `fastc-opt`),
+`fastc costmodel` (costmodel_scripts/), ...
 
     fastc opt -p remove-noops,fold-constants{max_new_elements=64} graph.fx
 
@@ -83,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     opt = sub.add_parser("opt", help="run passes over a graph in text form and print the result")
     _opt_arguments(opt)
     opt.set_defaults(func=_opt)
+
+    from .costmodel_scripts.cli import register as register_costmodel
+    register_costmodel(sub)  # fastc costmodel collect | train | eval | show
 
     for register in _plugins():
         register(sub)

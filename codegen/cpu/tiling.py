@@ -23,6 +23,8 @@ cannot apply to a kernel fails its build, and that candidate is not legal for th
 """
 from __future__ import annotations
 
+import re
+
 ROOT_ATTR = "fastc.root"
 
 # Inlining, unit-dimension folding and elementwise fusion before the transforms (the lowering
@@ -39,6 +41,9 @@ def schedule_loops(module, schedule):
         return module
     from torch_mlir import ir, passmanager
     context = module.context
+    if schedule.vectorize and has_bools(module):
+        raise NotVectorizable("a kernel with bool tensors is not vectorized: LLVM stores a "
+                              "vector<N x i1> as N bits, torch (and scalar code) a byte per bool")
     passmanager.PassManager.parse(PREPARE, context).run(module.operation)
     roots = find_roots(module)
     lines = []
@@ -66,6 +71,16 @@ def schedule_loops(module, schedule):
                     del op.attributes[name]
     passmanager.PassManager.parse(CLEANUP, context).run(module.operation)
     return module
+
+
+class NotVectorizable(Exception):
+    """A vectorizing schedule refused for a kernel (it is no candidate there)."""
+
+
+def has_bools(module) -> bool:
+    """Whether `module` has a tensor or memref of i1 (torch.bool) anywhere: an argument, a
+    result or a temporary."""
+    return re.search(r"(tensor|memref)<([0-9?]+x)*i1[,>]", str(module)) is not None
 
 
 def tile_sizes(iterator_types: list[str], schedule) -> list[int]:
@@ -134,9 +149,7 @@ def find_roots(module) -> list:
     roots = []
     for op in walk(module.operation):
         name = op.operation.name
-        if not name.startswith("linalg.") or name in ("linalg.yield", "linalg.index") or not op.operation.regions:
-            continue
-        if name == "linalg.fill":
+        if not name.startswith("linalg.") or name == "linalg.fill" or not op.operation.regions:
             continue
         if any(not use.owner.operation.name.startswith("linalg.") for r in op.results for use in r.uses):
             roots.append(op)
@@ -157,9 +170,11 @@ def _name(attribute) -> str:
 
 
 def walk(op):
-    """Every operation nested in `op`, outer before inner."""
+    """Every operation nested in `op`, outer before inner, but for what is inside a linalg op
+    (its body's scalar arithmetic: never a root, and most of a module's operations)."""
     for region in op.regions:
         for block in region.blocks:
             for inner in block.operations:
                 yield inner
-                yield from walk(inner.operation)
+                if not inner.operation.name.startswith("linalg."):
+                    yield from walk(inner.operation)

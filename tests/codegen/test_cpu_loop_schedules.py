@@ -65,7 +65,14 @@ def two_outputs(x):
     return x - m, m * 2
 
 
+def causal_softmax(scores):
+    t = scores.shape[-1]
+    causal = torch.ones(t, t, dtype=torch.bool).tril()
+    return (scores / 8.0).masked_fill(~causal, float("-inf")).softmax(-1)
+
+
 CASES = [
+    ("causal_softmax", causal_softmax, lambda: (torch.randn(2, 4, 32, 32),)),
     ("layer_norm_softmax", layer_norm_softmax, lambda: (torch.randn(4, 16, 64), torch.randn(64), torch.randn(64))),
     ("rms_norm", rms_norm, lambda: (torch.randn(2, 8, 96), torch.randn(96))),
     ("gelu_bias", gelu_bias, lambda: (torch.randn(8, 130), torch.randn(130))),
