@@ -57,9 +57,11 @@ def default_model_path(target: str) -> Path:
 
 
 def compile_choices(given: Choices | None = None, *, target: str, kernel_choice: str = "measure",
-                    autotune: bool = False, tuning: str = "auto", model_path: str | None = None) -> Choices:
+                    autotune: bool = False, tuning: str | None = None, model_path: str | None = None) -> Choices:
     """The choices object of one compilation: `given` (the `choices` option) when there is one,
-    else the process-wide one, else what `tuning` asks for (module docstring)."""
+    else the process-wide one, else what `tuning` (default: $FASTC_TUNING, else "auto") asks for
+    (module docstring)."""
+    tuning = tuning or os.environ.get("FASTC_TUNING") or "auto"
     if given is not None:
         return given
     if _default is not None:

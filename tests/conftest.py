@@ -7,6 +7,10 @@
   share it, so a model is compiled once however many files look at it.
 - Prints the table of model errors that tests/test_models.py records (also written to
   /tmp/fastc_model_errors.txt).
+- Kernels' choices are measured (FASTC_TUNING=measure) unless a test asks otherwise: most tests
+  check what measuring records, and the learned cost model's choices depend on the machine the
+  shipped model fits. Its own tests (tests/costmodel/) and tests/test_shipped_cost_model.py run the
+  default policy ("auto": the shipped model where it fits this machine) on the zoo's models.
 """
 import copy
 import os
@@ -19,6 +23,7 @@ import torch
 import torch._dynamo
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault("FASTC_TUNING", "measure")
 
 ERRORS_FILE = "/tmp/fastc_model_errors.txt"
 
