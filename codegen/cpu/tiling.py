@@ -46,31 +46,72 @@ def schedule_loops(module, schedule):
                               "vector<N x i1> as N bits, torch (and scalar code) a byte per bool")
     passmanager.PassManager.parse(PREPARE, context).run(module.operation)
     roots = find_roots(module)
-    lines = []
     with context, ir.Location.unknown(context):
+        lines = []
         for i, root in reversed(list(enumerate(roots))):
             root.attributes[f"{ROOT_ATTR}{i}"] = ir.UnitAttr.get()
             lines += root_transform(i, iterators(root), schedule)
-        if schedule.vectorize:
-            lines += vectorize_lines()
-        if not lines:
-            return module
-        module.operation.attributes["transform.with_named_sequence"] = ir.UnitAttr.get()
-        script = ir.Module.parse(transform_script(lines))
-        sequence = list(script.body.operations)[0]
-        sequence.detach_from_parent()
-        module.body.append(sequence)
-        try:
-            passmanager.PassManager.parse("builtin.module(transform-interpreter)").run(module.operation)
-        finally:
-            sequence.erase()
-            del module.operation.attributes["transform.with_named_sequence"]
+        run_transform(module, lines)
         for op in walk(module.operation):
             for name in [_name(a) for a in op.attributes]:
                 if name.startswith(ROOT_ATTR):
                     del op.attributes[name]
+        if schedule.vectorize:
+            largest = largest_static_op(module)
+            if largest > VECTOR_ELEMENTS_MAX:
+                raise NotVectorizable(f"a linalg op of {largest} elements is left after tiling: vectors "
+                                      f"of more than {VECTOR_ELEMENTS_MAX} elements are not made")
+            run_transform(module, vectorize_lines())
     passmanager.PassManager.parse(CLEANUP, context).run(module.operation)
     return module
+
+
+# The most elements a vectorized op may have: an op of static shape left whole by the tiling (a
+# producer several roots read, a long reduction) would become vectors that large, and LLVM's
+# time and memory grow with them (a ConvNeXt kernel's ran this machine out of memory).
+VECTOR_ELEMENTS_MAX = 4096
+
+
+def run_transform(module, lines: list[str]) -> None:
+    """Runs the transform-dialect `lines` (a named sequence's body over %root) on `module`."""
+    if not lines:
+        return
+    from torch_mlir import ir, passmanager
+    module.operation.attributes["transform.with_named_sequence"] = ir.UnitAttr.get()
+    script = ir.Module.parse(transform_script(lines))
+    sequence = list(script.body.operations)[0]
+    sequence.detach_from_parent()
+    module.body.append(sequence)
+    try:
+        passmanager.PassManager.parse("builtin.module(transform-interpreter)").run(module.operation)
+    finally:
+        sequence.erase()
+        del module.operation.attributes["transform.with_named_sequence"]
+
+
+def largest_static_op(module) -> int:
+    """The most elements of any operand or result of static shape of a linalg op in `module`:
+    the largest vector vectorizing it makes (ops of dynamic shape are not vectorized)."""
+    from torch_mlir import ir
+    largest = 0
+    for op in walk(module.operation):
+        if not op.operation.name.startswith("linalg.") or not op.operation.regions:
+            continue
+        for value in [*op.operation.operands, *op.operation.results]:
+            try:
+                t = ir.RankedTensorType(value.type)
+            except ValueError:  # a scalar
+                continue
+            if t.has_static_shape:
+                largest = max(largest, _product(t.shape))
+    return largest
+
+
+def _product(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
 
 
 class NotVectorizable(Exception):
@@ -127,12 +168,13 @@ def vectorize_lines() -> list[str]:
             "  transform.apply_patterns.vector.multi_reduction_flattening lowering_strategy = \"innerreduction\"",
             "  transform.apply_patterns.vector.multi_reduction_unrolling lowering_strategy = \"innerreduction\"",
             "  transform.apply_patterns.vector.cast_away_vector_leading_one_dim",
-            "  transform.apply_patterns.vector.lower_broadcast",
             "  transform.apply_patterns.vector.lower_shape_cast",
             "  transform.apply_patterns.vector.transfer_permutation_patterns",
             "  transform.apply_patterns.vector.lower_transfer max_transfer_rank = 1",
             # (no canonicalization patterns in this set: with the reduction flattening they
-            # rewrite each other forever; the canonicalize pass runs after, on its own)
+            # rewrite each other forever, the canonicalize pass runs after, on its own; nor
+            # lower_broadcast: with cast_away_vector_leading_one_dim it grew a (1, 32) layer
+            # norm's IR until the process ran out of memory)
             f"}} : {any_op}"]
 
 
