@@ -6,7 +6,10 @@ models (`train`):
 - a ranker (objective rank:pairwise, the candidates of one `group` ranked against each other):
   `scores` and `order`, the candidates best first;
 - a regressor of log(ms): `predict_ms`, which compares different kernels, and tells `order`
-  when the ranker's first is not clearly ahead (then the caller measures the first few).
+  when it disagrees with the ranker's first (then the caller measures the first few).
+
+Both read every feature as given and, for module features, relative to the least of it among
+the kernel's candidates (`with_relative`): what a schedule changes, in proportion to the kernel.
 
 A `CostModel` is saved as one plain JSON file (`save`, `load`): a header saying what it was trained
 for (target, machine, feature version), then both boosters as XGBoost's own JSON. Loading never
@@ -148,16 +151,48 @@ def train(data, *, target: str = "cpu", params: dict | None = None, dask_client=
                          f"{RANKER_OBJECTIVE} and the regressor {REGRESSOR_OBJECTIVE}; pass tree parameters only")
     rounds = int(params.pop("rounds"))
     fit = _fit_local if dask_client is None else _dask_fitter(dask_client)
-    ranker = fit({**params, "objective": RANKER_OBJECTIVE}, rounds, m.x, _relevance(m), m.qid)
-    regressor = fit({**params, "objective": REGRESSOR_OBJECTIVE}, rounds, m.x, np.log(m.ms), None)
+    from .mlir_features import MODULE_FEATURES
+    relative = [name for name in m.features if name in MODULE_FEATURES]
+    columns = list(m.features) + [RELATIVE_PREFIX + name for name in relative]
+    x = with_relative(m.x, m.qid, [m.features.index(name) for name in relative])
+    ranker = fit({**params, "objective": RANKER_OBJECTIVE}, rounds, x, _relevance(m), m.qid)
+    regressor = fit({**params, "objective": REGRESSOR_OBJECTIVE}, rounds, x, np.log(m.ms), None)
     header = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "target": target,
         "machine_id": m.machine_id, "machine": m.machine, "feature_version": m.feature_version,
-        "features": list(m.features),
+        "features": columns,
         "trained_on": {"rows": len(m), "groups": len(m.group_slices()), "models": sorted(set(m.model))},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     return CostModel(ranker, regressor, header)
+
+
+#: Booster columns named RELATIVE_PREFIX + a module feature: that feature of a candidate relative
+#: to the least of it among the kernel's candidates, log2((x + 1) / (least + 1)). A kernel's
+#: candidates differ in what a schedule changes (work recomputed by tile-and-fuse, temporaries,
+#: loop trips), and in proportion to the kernel's size; relative to the kernel's own least the
+#: ranker learns "4x the work" once, not once per kernel size.
+RELATIVE_PREFIX = "rel."
+
+
+def with_relative(x: np.ndarray, qid: np.ndarray, columns: list[int]) -> np.ndarray:
+    """`x` (rows sorted by group `qid`) with a relative column appended for each of `columns`."""
+    if not columns:
+        return x
+    base = x[:, columns].astype(np.float64)
+    out = np.empty_like(base)
+    starts = np.flatnonzero(np.r_[True, qid[1:] != qid[:-1]])
+    for a, b in zip(starts, np.r_[starts[1:], len(qid)]):
+        out[a:b] = _relative(base[a:b])
+    return np.ascontiguousarray(np.hstack([x, out.astype(np.float32)]))
+
+
+def _relative(block: np.ndarray) -> np.ndarray:
+    """log2((x + 1) / (least + 1)) per column of one kernel's candidates (NaN stays NaN)."""
+    with np.errstate(all="ignore"):
+        least = np.nanmin(np.where(np.isnan(block), np.inf, block), axis=0)
+        least = np.where(np.isfinite(least), least, np.nan)
+        return np.log2((np.maximum(block, 0) + 1) / (np.maximum(least, 0) + 1))
 
 
 def _relevance(m: Measurements) -> np.ndarray:
@@ -216,8 +251,15 @@ class CostModel:
     def __init__(self, ranker, regressor, header: dict, path: str | None = None):
         self.ranker, self.regressor, self.header, self.path = ranker, regressor, header, path
         self.features = list(header["features"])
-        self._index = {name: j for j, name in enumerate(self.features)}
-        self._index.update({FEATURE_PREFIX + name: j for j, name in enumerate(self.features)})
+        base = [name for name in self.features if not name.startswith(RELATIVE_PREFIX)]
+        self._index = {name: j for j, name in enumerate(base)}
+        self._index.update({FEATURE_PREFIX + name: j for j, name in enumerate(base)})
+        self._base = len(base)
+        self._relative = [self._index[name[len(RELATIVE_PREFIX):]] for name in self.features[len(base):]
+                          if name[len(RELATIVE_PREFIX):] in self._index]
+        if len(base) + len(self._relative) != len(self.features) or self.features[:len(base)] != base:
+            raise CostModelError(f"{path or 'cost model'}: header features: relative ({RELATIVE_PREFIX}) features "
+                                 "must follow the others and name one of them")
         for booster in (ranker, regressor):
             booster.set_param({"nthread": 1})  # ~30 rows: threads cost more than they save
 
@@ -227,15 +269,18 @@ class CostModel:
                 f"feature version {h['feature_version']}, {h['trained_on']['rows']} rows)")
 
     def matrix(self, rows: list[dict]) -> np.ndarray:
-        """`rows` as the float32 matrix the boosters read (NaN: not applicable)."""
-        x = np.full((len(rows), len(self.features)), np.nan, np.float32)
+        """`rows` (the candidates of one kernel) as the float32 matrix the boosters read (NaN:
+        not applicable), relative columns computed among these rows."""
+        x = np.full((len(rows), self._base), np.nan, np.float32)
         index = self._index
         for i, row in enumerate(rows):
             for name, value in row.items():
                 j = index.get(name)
                 if j is not None and value is not None:
                     x[i, j] = value
-        return x
+        if not self._relative:
+            return x
+        return np.hstack([x, _relative(x[:, self._relative].astype(np.float64)).astype(np.float32)])
 
     def scores(self, rows: list[dict]) -> np.ndarray:
         """The ranker's score of each row: higher is faster (comparable within one kernel)."""
@@ -247,14 +292,15 @@ class CostModel:
 
     def order(self, rows: list[dict], top_k: int = 3, margin: float = 0.05) -> tuple[list[int], bool]:
         """Indices of `rows` best first (the ranker's order), and whether the model is unsure:
-        the regressor predicts one of the ranker's next `max(top_k, 2) - 1` within `margin`
-        (relative) of the first, or faster; then the caller measures the first `top_k`."""
+        the regressor predicts one of the ranker's next `max(top_k, 2) - 1` faster than the
+        first by more than `margin` (the two models disagree on the best); then the caller
+        measures the first `top_k`."""
         if len(rows) < 2:
             return list(range(len(rows))), False
         x = self.matrix(rows)
         ranking = np.argsort(-self.ranker.inplace_predict(x), kind="stable")
         log_ms = self.regressor.inplace_predict(x[ranking[:max(2, top_k)]])
-        unsure = bool(np.min(log_ms[1:]) < log_ms[0] + math.log1p(margin))
+        unsure = bool(np.min(log_ms[1:]) < log_ms[0] - math.log1p(margin))
         return ranking.tolist(), unsure
 
     def check(self, target: str, machine_id: str, feature_version: int) -> None:

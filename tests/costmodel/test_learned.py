@@ -109,11 +109,25 @@ def test_predicts_times_of_a_problem_it_never_saw(model):
     assert np.array_equal(model.predict_ms(prefixed), predicted)
 
 
-def test_unsure_when_the_regressor_cannot_tell_the_first_two_apart(model):
+def test_unsure_when_the_regressor_disagrees_with_the_ranker(model):
     fast, slow = {"n": 30.0, "x": 0.0, "y": 0.0}, {"n": 30.0, "x": 1.0, "y": 1.0}
     ranking, unsure = model.order([slow, fast, slow])
-    assert ranking[0] == 1 and unsure is False
-    assert model.order([fast, dict(fast), slow])[1] is True   # two equal candidates: measure them
+    assert ranking[0] == 1 and unsure is False                # both boosters say `fast`
+    assert model.order([fast, dict(fast), slow])[1] is False  # a tie is no disagreement
+
+    class Reversed:                                           # a regressor that says the opposite
+        def __init__(self, booster):
+            self.booster = booster
+
+        def inplace_predict(self, x):
+            return -self.booster.inplace_predict(x)
+
+    model.regressor, kept = Reversed(model.regressor), model.regressor
+    try:
+        ranking, unsure = model.order([slow, fast, slow])
+        assert ranking[0] == 1 and unsure is True             # measure the top few
+    finally:
+        model.regressor = kept
     assert model.order([fast]) == ([0], False)
     assert model.order([]) == ([], False)
 

@@ -145,3 +145,14 @@ def test_bad_tuning_options_are_clear_errors(options, message):
     from fastc.options import make_options
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         make_options({"target": "cpu", **options})
+
+
+def test_relative_features_compare_a_kernels_candidates_with_its_cheapest():
+    import numpy as np
+    from fastc.costmodel.learned import with_relative
+    x = np.array([[100.0, 1.0], [400.0, 2.0], [10.0, 5.0], [10.0, np.nan]], np.float32)
+    qid = np.array([0, 0, 1, 1])
+    out = with_relative(x, qid, [0])
+    assert out.shape == (4, 3)
+    np.testing.assert_allclose(out[:, 2], np.log2([1.0, 401 / 101, 1.0, 1.0]), rtol=1e-6)
+    np.testing.assert_array_equal(out[:, :2], x)
