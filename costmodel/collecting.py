@@ -16,7 +16,9 @@ space) to `choose`, which:
   beyond rounding (a bug in a lowering) is not timed, nor ever chosen;
 - appends one row per candidate to `rows`: median `ms`, fastest `ms_min`, `noise` (the
   interquartile range over the median), `runs`, `build_s`, `measure_s` (all the seconds its
-  runs took), the features as `f.<name>`; a candidate that fails to build or run, or computes
+  runs took), `others_busy` (cores other processes kept busy meanwhile: while above
+  BUSY_CORES_MAX the rounds are taken again, and a kernel still contended after BUSY_ATTEMPTS is
+  listed in `contended`), the features as `f.<name>`; a candidate that fails to build or run, or computes
   wrong values, gets `ms` None and its `error`;
 - returns the fastest candidate (by median), so the model runs as well as measuring can make it.
 
@@ -45,10 +47,17 @@ from fastc.ir.schedule import Schedule
 from .choices import Choices
 from .features import ATEN, FusionCandidate, KernelFeatures, candidate_record
 from .heuristic import HeuristicChoices
+from .machine import OthersBusy
 from .measured import _MEASURING, _time
 
 #: Longest error text kept in a row.
 ERROR_CHARS = 300
+#: A kernel's timing rounds are taken again (after BUSY_WAIT_S, at most BUSY_ATTEMPTS in all)
+#: while other processes kept more than this many cores busy (machine.OthersBusy): on a machine
+#: of two cores, one busy core made threaded candidates 10x slower and serial ones no slower.
+BUSY_CORES_MAX = 0.25
+BUSY_ATTEMPTS = 3
+BUSY_WAIT_S = 2.0
 
 
 class CollectingChoices(Choices):
@@ -65,6 +74,7 @@ class CollectingChoices(Choices):
         self.on_kernel = on_kernel      # called after each kernel is measured (progress)
         self.repeated = 0               # kernels not measured again (same kind, ops and problem)
         self.failures: list[tuple[str, str]] = []   # (kernel, error) of kernels that raised
+        self.contended: list[tuple[str, float]] = []  # (kernel, cores other processes used) timed busy
         self._chosen: dict[str, object] = {}        # signature -> the choice measured for it
 
     def __repr__(self) -> str:
@@ -129,10 +139,19 @@ class CollectingChoices(Choices):
         cuda = k.device == "cuda"
         first_s, times, errors = _warm_up(k, candidates, run, features)
         order = list(times)
-        for round_ in range(self.repeats):
-            shift = round_ % len(order)  # each candidate goes first in turn
-            for i in order[shift:] + order[:shift]:
-                times[i].append(_time(run, candidates[i], 1, cuda))
+        for attempt in range(BUSY_ATTEMPTS):
+            for i in order:
+                times[i] = []
+            with OthersBusy() as busy:
+                for round_ in range(self.repeats):
+                    shift = round_ % len(order)  # each candidate goes first in turn
+                    for i in order[shift:] + order[:shift]:
+                        times[i].append(_time(run, candidates[i], 1, cuda))
+            if busy.cores is None or busy.cores <= BUSY_CORES_MAX:
+                break
+            time.sleep(BUSY_WAIT_S)  # another process had the machine: wait, then time again
+        if busy.cores is not None and busy.cores > BUSY_CORES_MAX:
+            self.contended.append((k.name, busy.cores))
         chosen = min(times, key=lambda i: float(np.median(times[i])))
         common = {"kernel": k.name, "group": f"{k.name}/{kernel_signature(k)[:12]}", "kind": k.kind,
                   "target": k.target, "problem": problem_text(k)}
@@ -140,7 +159,7 @@ class CollectingChoices(Choices):
         for i, candidate in enumerate(candidates):
             values, features_s, features_error = features[i]
             row = {**common, "candidate": json.dumps(candidate_record(candidate), sort_keys=True),
-                   "is_aten": candidate == ATEN, "features_s": features_s,
+                   "is_aten": candidate == ATEN, "features_s": features_s, "others_busy": busy.cores,
                    **_timing(times.get(i), first_s.get(i, 0.0)), "error": features_error or errors.get(i)}
             row.update({f"f.{name}": v for name, v in values.items()})
             rows.append(row)

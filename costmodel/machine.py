@@ -14,6 +14,7 @@ import copy
 import functools
 import os
 import platform
+import time
 from pathlib import Path
 
 import torch
@@ -130,3 +131,39 @@ def _size(text: str) -> int:
     if text and text[-1].upper() in units:
         return int(text[:-1]) * units[text[-1].upper()]
     return int(text)
+
+
+class OthersBusy:
+    """Within `with`: how many cores other processes kept busy (`cores`, a float), from the
+    machine's busy time in /proc/stat less this process's CPU time, over the wall time. None
+    where /proc/stat is missing or the window was too short to tell (under MIN_WINDOW_S: the
+    kernel counts in ticks of 10 ms). A timing taken while `cores` is well above 0 on a machine
+    with few cores is not this candidate's time but its share of a contended machine."""
+
+    MIN_WINDOW_S = 0.2
+
+    def __init__(self):
+        self.cores: float | None = None
+
+    def __enter__(self) -> "OthersBusy":
+        self._start = (time.perf_counter(), time.process_time(), _busy_seconds())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        wall0, own0, busy0 = self._start
+        wall, own, busy = time.perf_counter() - wall0, time.process_time() - own0, _busy_seconds()
+        if busy is None or busy0 is None or wall < self.MIN_WINDOW_S:
+            self.cores = None
+        else:
+            self.cores = max(0.0, (busy - busy0) - own) / wall
+
+
+def _busy_seconds() -> float | None:
+    """Seconds all CPUs spent busy since boot (not idle, not waiting for I/O), or None."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")

@@ -335,6 +335,33 @@ def test_collecting_choices_times_every_candidate_and_keeps_the_fastest():
     assert len(rows) == 12
 
 
+def test_a_kernel_timed_while_another_process_keeps_a_core_busy_is_timed_again_and_reported(monkeypatch):
+    import subprocess
+    import sys
+
+    from fastc.costmodel import collecting
+    monkeypatch.setattr(collecting, "BUSY_WAIT_S", 0.0)
+    ran = []
+
+    def run(candidate):
+        ran.append(candidate)
+        time.sleep(0.04)
+        return torch.ones(4)
+
+    rows = []
+    choices = CollectingChoices(rows=rows, repeats=3)
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # the interpreter is up and spinning
+        choices.choose(_kernel(), [SERIAL, ATEN], run)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert ran.count(SERIAL) == 1 + 3 * collecting.BUSY_ATTEMPTS  # warm-up, then every attempt's rounds
+    assert [k for k, _ in choices.contended] == ["k0_pointwise"] and choices.contended[0][1] > 0.5
+    assert all(r["others_busy"] > 0.5 and r["runs"] == 3 for r in rows)
+
+
 def test_collecting_choices_without_features_and_when_aten_fails():
     rows = []
     choices = CollectingChoices(rows=rows, repeats=1)

@@ -84,6 +84,11 @@ def collect_model(name: str, model, inputs: tuple, *, target: str = "cpu", repea
     if mismatch:
         warnings.append(f"compiled outputs differ from eager ({mismatch}); timings kept")
     warnings += [f"kernel {k} not collected: {e}" for k, e in choices.failures]
+    if choices.contended:
+        warnings.append(f"{len(choices.contended)} kernels were timed while other processes kept a core busy "
+                        "(timings skewed; collect again on a quiet machine): "
+                        + ", ".join(f"{k} ({cores:.1f} cores)" for k, cores in choices.contended[:4])
+                        + (", ..." if len(choices.contended) > 4 else ""))
     if not rows:
         reason = "no kernel was measured (every op ran as ATen, or fastc fell back)"
         return Result(name, error="; ".join([reason, *warnings]))
@@ -101,7 +106,8 @@ def collect_model(name: str, model, inputs: tuple, *, target: str = "cpu", repea
     for row in rows:
         row.update(tags, group=f"{name}/{row['group']}")
     meta = {"seconds": round(time.perf_counter() - begin, 3), "repeats": repeats, "target": target,
-            "repeated_kernels": choices.repeated, "warnings": warnings}
+            "repeated_kernels": choices.repeated, "contended_kernels": len(choices.contended),
+            "warnings": warnings}
     return Result(name, rows=rows, meta=meta)
 
 

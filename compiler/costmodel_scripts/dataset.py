@@ -47,6 +47,7 @@ COLUMNS = {
 EXTRA_COLUMNS = {
     "problem": pa.string(),      # JSON {sizes, inputs: [shape, strides, dtype] each}
     "error": pa.string(),        # why the candidate failed, or why it has no features; else null
+    "others_busy": pa.float64(), # cores other processes kept busy while it was timed (null: unknown)
 }
 CARD = "card.json"
 META_KEY = b"fastc"
