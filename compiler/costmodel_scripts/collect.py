@@ -55,8 +55,8 @@ def collect_model(name: str, model, inputs: tuple, *, target: str = "cpu", repea
     return its rows tagged with `name`, this machine and the versions. `on_kernel(n)` is called
     after the n-th kernel is measured."""
     import torch
-    from fastc.costmodel.collecting import CollectingChoices
-    from fastc.costmodel.machine import fingerprint, machine_id
+    from fastc.costmodel.collecting import BUSY_CORES_MAX, CollectingChoices
+    from fastc.costmodel.machine import OthersBusy, fingerprint, machine_id
     from fastc.costmodel.mlir_features import FEATURE_VERSION
 
     rows: list[dict] = []
@@ -68,7 +68,7 @@ def collect_model(name: str, model, inputs: tuple, *, target: str = "cpu", repea
             on_kernel(len(measured))
     choices = CollectingChoices(rows=rows, repeats=repeats, on_kernel=kernel_done)
     begin = time.perf_counter()
-    with _ONE_MODEL, _FastcWarnings() as warnings:
+    with _ONE_MODEL, _FastcWarnings() as warnings, OthersBusy() as busy:
         try:
             torch._dynamo.reset()
             with torch.no_grad():
@@ -84,6 +84,10 @@ def collect_model(name: str, model, inputs: tuple, *, target: str = "cpu", repea
     if mismatch:
         warnings.append(f"compiled outputs differ from eager ({mismatch}); timings kept")
     warnings += [f"kernel {k} not collected: {e}" for k, e in choices.failures]
+    if busy.cores is not None and busy.cores > BUSY_CORES_MAX and not choices.contended:
+        # Kernels timed in under OthersBusy.MIN_WINDOW_S are not checked one by one.
+        warnings.append(f"other processes kept {busy.cores:.1f} cores busy while this model was collected "
+                        "(timings may be skewed; collect again on a quiet machine)")
     if choices.contended:
         warnings.append(f"{len(choices.contended)} kernels were timed while other processes kept a core busy "
                         "(timings skewed; collect again on a quiet machine): "
@@ -107,6 +111,7 @@ def collect_model(name: str, model, inputs: tuple, *, target: str = "cpu", repea
         row.update(tags, group=f"{name}/{row['group']}")
     meta = {"seconds": round(time.perf_counter() - begin, 3), "repeats": repeats, "target": target,
             "repeated_kernels": choices.repeated, "contended_kernels": len(choices.contended),
+            "others_busy": None if busy.cores is None else round(busy.cores, 3),
             "warnings": warnings}
     return Result(name, rows=rows, meta=meta)
 
