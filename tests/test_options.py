@@ -19,7 +19,7 @@ def test_defaults():
 
 
 @pytest.mark.parametrize("options, pattern", [
-    ({"fuse_max": 3}, r"unknown fastc option 'fuse_max' \(valid: debug_dir, freeze, passes, disable, verify, on_error, target, kernel_choice, mode, lossy, calibration, accuracy_budget, accuracy_metric, choices\)"),
+    ({"fuse_max": 3}, r"unknown fastc option 'fuse_max' \(valid: debug_dir, freeze, passes, disable, verify, on_error, target, kernel_choice, mode, lossy, calibration, accuracy_budget, accuracy_metric, choices, tuning, cost_model\)"),
     ({"choices": "fastest"}, r"choices='fastest' is not valid \(valid: a fastc.costmodel.Choices"),
     ({"accuracy_budget": -1}, r"accuracy_budget=-1 is not valid \(valid: a finite number >= 0"),
     ({"accuracy_budget": "1%"}, r"accuracy_budget='1%' is not valid"),
