@@ -52,3 +52,22 @@ class Choices(ABC):
         `run(candidate)` runs the kernel at this problem that way; without it (at compile time)
         return None to decide when the kernel runs. Each measurement taken is appended to
         `records` as a dict (see MeasuredChoices)."""
+
+
+class ChoosesKernels(Choices):
+    """Choices that decide only `choose` (which candidate a kernel runs) and leave fusion,
+    products, schedules and what to build up front to `self.rules` (another Choices, set by
+    the subclass): MeasuredChoices, ModelChoices, CollectingChoices."""
+    rules: Choices
+
+    def fuse(self, c: FusionCandidate) -> bool:
+        return self.rules.fuse(c)
+
+    def product_in_kernel(self, k: KernelFeatures) -> bool:
+        return self.rules.product_in_kernel(k)
+
+    def schedule(self, k: KernelFeatures) -> Schedule:
+        return self.rules.schedule(k)
+
+    def build_up_front(self, k: KernelFeatures, schedule: Schedule) -> bool:
+        return self.rules.build_up_front(k, schedule)

@@ -42,10 +42,9 @@ import numpy as np
 import torch
 from torch.utils._python_dispatch import _disable_current_modes
 
-from fastc.ir.schedule import Schedule
 
-from .choices import Choices
-from .features import ATEN, FusionCandidate, KernelFeatures, candidate_record
+from .choices import Choices, ChoosesKernels
+from .features import ATEN, KernelFeatures, candidate_record
 from .heuristic import HeuristicChoices
 from .machine import OthersBusy
 from .measured import _MEASURING, _time
@@ -60,7 +59,7 @@ BUSY_ATTEMPTS = 3
 BUSY_WAIT_S = 2.0
 
 
-class CollectingChoices(Choices):
+class CollectingChoices(ChoosesKernels):
     #: Offered every legal schedule of a kernel (codegen's candidate_schedules), in any mode.
     ranks_every_schedule = True
 
@@ -79,18 +78,6 @@ class CollectingChoices(Choices):
 
     def __repr__(self) -> str:
         return f"CollectingChoices(repeats={self.repeats}, rules={self.rules!r}, rows={len(self.rows)})"
-
-    def fuse(self, c: FusionCandidate) -> bool:
-        return self.rules.fuse(c)
-
-    def product_in_kernel(self, k: KernelFeatures) -> bool:
-        return self.rules.product_in_kernel(k)
-
-    def schedule(self, k: KernelFeatures) -> Schedule:
-        return self.rules.schedule(k)
-
-    def build_up_front(self, k: KernelFeatures, schedule: Schedule) -> bool:
-        return self.rules.build_up_front(k, schedule)
 
     def choose(self, k: KernelFeatures, candidates: Sequence, run: Callable | None = None,
                records: list | None = None):

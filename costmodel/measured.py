@@ -26,8 +26,8 @@ from torch.utils._python_dispatch import _disable_current_modes
 from fastc.ir.schedule import Schedule
 from .machine import describe
 
-from .choices import Choices
-from .features import ATEN, FusionCandidate, KernelFeatures, candidate_record, candidate_text
+from .choices import Choices, ChoosesKernels
+from .features import ATEN, KernelFeatures, candidate_record, candidate_text
 from .heuristic import HeuristicChoices
 
 # One measurement at a time in the process: kernels timed in two threads at once (or two graphs)
@@ -38,25 +38,13 @@ _MEASURING = threading.RLock()
 CLEARLY_SLOWER = 4
 
 
-class MeasuredChoices(Choices):
+class MeasuredChoices(ChoosesKernels):
     def __init__(self, rules: Choices | None = None, repeats: int = 5):
         self.rules = rules if rules is not None else HeuristicChoices()
         self.repeats = repeats
 
     def __repr__(self) -> str:
         return f"MeasuredChoices(rules={self.rules!r}, repeats={self.repeats})"
-
-    def fuse(self, c: FusionCandidate) -> bool:
-        return self.rules.fuse(c)
-
-    def product_in_kernel(self, k: KernelFeatures) -> bool:
-        return self.rules.product_in_kernel(k)
-
-    def schedule(self, k: KernelFeatures) -> Schedule:
-        return self.rules.schedule(k)
-
-    def build_up_front(self, k: KernelFeatures, schedule: Schedule) -> bool:
-        return self.rules.build_up_front(k, schedule)
 
     def choose(self, k: KernelFeatures, candidates: Sequence, run: Callable | None = None,
                records: list | None = None):

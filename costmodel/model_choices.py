@@ -18,15 +18,14 @@ import threading
 import time
 from typing import Callable, Sequence
 
-from fastc.ir.schedule import Schedule
 
-from .choices import Choices
-from .features import ATEN, FusionCandidate, KernelFeatures
+from .choices import Choices, ChoosesKernels
+from .features import ATEN, KernelFeatures
 from .heuristic import HeuristicChoices
 from .measured import MeasuredChoices
 
 
-class ModelChoices(Choices):
+class ModelChoices(ChoosesKernels):
     #: Offered every legal schedule of a kernel (codegen's candidate_schedules), not only those built.
     ranks_every_schedule = True
 
@@ -43,18 +42,6 @@ class ModelChoices(Choices):
 
     def __repr__(self) -> str:
         return f"ModelChoices({getattr(self.model, 'path', 'model')}, top_k={self.top_k}, autotune={self.autotune})"
-
-    def fuse(self, c: FusionCandidate) -> bool:
-        return self.rules.fuse(c)
-
-    def product_in_kernel(self, k: KernelFeatures) -> bool:
-        return self.rules.product_in_kernel(k)
-
-    def schedule(self, k: KernelFeatures) -> Schedule:
-        return self.rules.schedule(k)
-
-    def build_up_front(self, k: KernelFeatures, schedule: Schedule) -> bool:
-        return self.rules.build_up_front(k, schedule)
 
     def choose(self, k: KernelFeatures, candidates: Sequence, run: Callable | None = None,
                records: list | None = None):
