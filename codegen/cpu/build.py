@@ -118,7 +118,7 @@ class KernelSource:
         self.reason = "not decided"
         self.parallel = None
         self.parallel_entries: dict = {}   # serial schedule -> the parallel entry of its build
-        self.scheduled: dict = {}          # loop schedule -> the code at stage 07-loops (candidate_mlir.py)
+        self.scheduled: dict = {}          # loop schedule -> its module features at stage 07-loops (candidate_mlir.py)
         self._split_code = self._whole_code = None
         self._lock = threading.RLock()
 

@@ -38,7 +38,7 @@ def execution_engine(module, shared_libs: list[str]):
 
 
 class Diagnostics:
-    """A fresh MLIR context whose diagnostics are collected instead of printed.
+    """A fresh (or given) MLIR context whose diagnostics are collected instead of printed.
 
     MLIR prints a diagnostic nobody handles to stderr (the ExecutionEngine's "LLVM Translation
     failed for operation: ..."), and LLVM's JIT writes its own errors ("JIT session error: Symbols
@@ -46,9 +46,10 @@ class Diagnostics:
     runs fn with both collected: a failure raises NativeBuildError carrying them (the reason a
     kernel runs as ATen), and nothing reaches the terminal."""
 
-    def __init__(self):
+    def __init__(self, context=None):
+        """`context`: an existing MLIR context to collect the diagnostics of (default: a new one)."""
         from torch_mlir import ir
-        self.context = ir.Context()
+        self.context = context if context is not None else ir.Context()
         self.messages: list[str] = []
         self._handler = None
 

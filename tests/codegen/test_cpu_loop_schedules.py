@@ -130,3 +130,41 @@ def test_the_space_offers_threads_only_to_big_kernels():
 def test_vectorizing_schedules_tile_every_loop():
     # An untiled loop would vectorize to vectors as big as the tensor.
     assert all(outer and inner for outer, inner, vectorize, _ in CPU_LOOPS if vectorize)
+
+
+class Describing(HeuristicChoices):
+    """Describes every candidate of every kernel (as ModelChoices does), keeping the features."""
+    ranks_every_schedule = True
+
+    def __init__(self):
+        super().__init__()
+        self.described = []
+
+    def choose(self, k, candidates, run=None, records=None):
+        if k.kind == "library":
+            return super().choose(k, candidates, run, records)
+        if run is None:
+            return None  # described at the first call, as ModelChoices does
+        if k.describe is not None:
+            for c in candidates:
+                try:
+                    self.described.append((k.name, str(c), k.describe(c)))
+                except Exception as e:  # noqa: BLE001 - a schedule that does not apply: kept as such
+                    self.described.append((k.name, str(c), type(e).__name__))
+        return ATEN
+
+
+def test_describing_in_a_reused_context_gives_what_a_fresh_context_gives(monkeypatch):
+    from fastc.codegen.cpu import candidate_mlir
+    x, w, b = torch.randn(4, 6, 32), torch.randn(32), torch.randn(32)
+    runs = []
+    for uses in (1, candidate_mlir.CONTEXT_USES):  # a new context for every description, then one for all
+        monkeypatch.setattr(candidate_mlir, "CONTEXT_USES", uses)
+        torch._dynamo.reset()
+        chooser = Describing()
+        compiled = torch.compile(layer_norm_softmax, backend="fastc",
+                                 options={"target": "cpu", "choices": chooser, "mode": "max-autotune"})
+        torch.testing.assert_close(compiled(x, w, b), layer_norm_softmax(x, w, b))
+        runs.append(chooser.described)
+    assert len(runs[0]) >= 12 and sum(isinstance(f, dict) for _, _, f in runs[0]) >= 12
+    assert runs[0] == runs[1]
