@@ -226,6 +226,16 @@ def test_eval_without_a_model_trains_one_per_held_out_model(collected, capsys, m
     assert EVAL_KEYS <= set(json.loads(stdout.strip().splitlines()[-1]))
 
 
+def test_eval_train_holds_out_even_where_a_model_is_shipped(collected, trained, capsys):
+    out, _ = collected
+    status, stdout, err = _fastc(capsys, "eval", out, "--train", "--json")
+    assert status == 0, err
+    assert "one trained without each held-out model (--train)" in stdout and "held out by model" in stdout
+    assert EVAL_KEYS <= set(json.loads(stdout.strip().splitlines()[-1]))
+    status, _, err = _fastc(capsys, "eval", out, "--train", "--model", trained)
+    assert status != 0 and "--model or --train, not both" in err
+
+
 def test_show_model_and_dataset(collected, trained, capsys):
     out, _ = collected
     status, stdout, err = _fastc(capsys, "show", trained)

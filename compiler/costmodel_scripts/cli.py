@@ -67,6 +67,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     evaluate.add_argument("--model", metavar="MODEL.json",
                           help="the model to evaluate (default: the shipped model for this target and "
                           "machine, else one trained per held-out model)")
+    evaluate.add_argument("--train", action="store_true",
+                          help="train one model without each held-out model, even where a shipped model exists "
+                          "(what a model never saw is measured only this way)")
     evaluate.add_argument("--machine", metavar="ID", help="evaluate on this machine's rows (needed when the "
                           "dataset holds several machines')")
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON, the last line")
@@ -112,7 +115,8 @@ def _train(args) -> int:
 
 def _eval(args) -> int:
     from .evaluate import evaluate
-    return evaluate(args.data, model=args.model, machine=args.machine, as_json=args.json, plots=args.plots)
+    return evaluate(args.data, model=args.model, machine=args.machine, as_json=args.json, plots=args.plots,
+                    train=args.train)
 
 
 def _show(args) -> int:

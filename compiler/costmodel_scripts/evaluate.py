@@ -1,4 +1,4 @@
-"""`fastc costmodel eval DIR [--model MODEL.json] [--json] [--plots DIR]`: how well the cost model
+"""`fastc costmodel eval DIR [--model MODEL.json | --train] [--json] [--plots DIR]`: how well the cost model
 orders each kernel's candidates on models it was not trained on (fastc.costmodel.evaluate),
 as a table, and with --json as one JSON object on the last line of standard output."""
 from __future__ import annotations
@@ -17,12 +17,14 @@ KEYS = ("kendall_tau", "top1", "top5", "p90_regret", "mape", "abstain", "kernels
 
 
 def evaluate(path: str, *, model: str | None = None, machine: str | None = None, as_json: bool = False,
-             plots: str | None = None) -> int:
+             plots: str | None = None, train: bool = False) -> int:
     from fastc.costmodel import evaluate as metrics
 
     data = dataset.only_machine(dataset.read([path]), machine, [path])
     target = single_target(data, [path])
-    cost_model, how = load(model, target)
+    if train and model is not None:
+        raise CommandError("eval: give --model or --train, not both")
+    cost_model, how = (None, "one trained without each held-out model (--train)") if train else load(model, target)
     print(f"{path}: {how}")
     if cost_model is not None:
         seen = sorted(set(cost_model.header["trained_on"]["models"]) & set(data.column("model").to_pylist()))
@@ -49,7 +51,7 @@ def load(path: str | None, target: str):
     from fastc.costmodel.learned import CostModel, CostModelError
     if path is not None:
         try:
-            return CostModel.load(path), f"model {path}, held out by model"
+            return CostModel.load(path), f"model {path}"
         except CostModelError as e:
             raise CommandError(str(e)) from None
     from fastc.costmodel.default import default_model_path
