@@ -17,9 +17,9 @@ space) to `choose`, which:
 - appends one row per candidate to `rows`: median `ms`, fastest `ms_min`, `noise` (the
   interquartile range over the median), `runs`, `build_s`, `measure_s` (all the seconds its
   runs took), `others_busy` (cores other processes kept busy meanwhile: while above
-  BUSY_CORES_MAX the rounds are taken again, and a kernel still contended after BUSY_ATTEMPTS is
-  listed in `contended`), the features as `f.<name>`; a candidate that fails to build or run, or computes
-  wrong values, gets `ms` None and its `error`;
+  BUSY_CORES_MAX the rounds are taken again, and a kernel still contended after BUSY_ATTEMPTS
+  is listed in `contended`), the features as `f.<name>`; a candidate that fails to build or
+  run, or computes wrong values, gets `ms` None and its `error`;
 - returns the fastest candidate (by median), so the model runs as well as measuring can make it.
 
 Rows carry the kernel and its problem; the collecting driver adds the model, the machine and
@@ -41,7 +41,6 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 from torch.utils._python_dispatch import _disable_current_modes
-
 
 from .choices import Choices, ChoosesKernels
 from .features import ATEN, KernelFeatures, candidate_record
@@ -127,6 +126,8 @@ class CollectingChoices(ChoosesKernels):
         first_s, times, errors = _warm_up(k, candidates, run, features)
         order = list(times)
         for attempt in range(BUSY_ATTEMPTS):
+            if attempt:
+                time.sleep(BUSY_WAIT_S)  # another process had the machine: wait, then time again
             for i in order:
                 times[i] = []
             with OthersBusy() as busy:
@@ -134,10 +135,10 @@ class CollectingChoices(ChoosesKernels):
                     shift = round_ % len(order)  # each candidate goes first in turn
                     for i in order[shift:] + order[:shift]:
                         times[i].append(_time(run, candidates[i], 1, cuda))
-            if busy.cores is None or busy.cores <= BUSY_CORES_MAX:
+            contended = busy.cores is not None and busy.cores > BUSY_CORES_MAX
+            if not contended:
                 break
-            time.sleep(BUSY_WAIT_S)  # another process had the machine: wait, then time again
-        if busy.cores is not None and busy.cores > BUSY_CORES_MAX:
+        if contended:
             self.contended.append((k.name, busy.cores))
         chosen = min(times, key=lambda i: float(np.median(times[i])))
         common = {"kernel": k.name, "group": f"{k.name}/{kernel_signature(k)[:12]}", "kind": k.kind,

@@ -149,10 +149,10 @@ def candidate_features(module, schedule=None, kernel=None, machine: dict | None 
                        is_aten: bool = False) -> dict[str, float]:
     """Every feature of FEATURES for one candidate of a kernel: `module` is its MLIR under the
     candidate (text or ir.Module, or the dict `module_features` made of it; None: unknown, its
-    features NaN); `schedule` a
-    fastc.ir.schedule.Schedule (None: the candidate has none, like ATen); `kernel` its
-    fastc.costmodel.KernelFeatures at the problem; `machine` a `fingerprint()` (default: this
-    machine's); `is_aten`: the candidate runs the kernel's ATen ops."""
+    features NaN); `schedule` a fastc.ir.schedule.Schedule (None: the candidate has none, like
+    ATen); `kernel` its fastc.costmodel.KernelFeatures at the problem; `machine` a
+    `fingerprint()` (default: this machine's); `is_aten`: the candidate runs the kernel's ATen
+    ops."""
     out = dict.fromkeys(FEATURES, math.nan)
     if isinstance(module, dict):
         out.update(module)

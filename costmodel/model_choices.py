@@ -18,7 +18,6 @@ import threading
 import time
 from typing import Callable, Sequence
 
-
 from .choices import Choices, ChoosesKernels
 from .features import ATEN, KernelFeatures
 from .heuristic import HeuristicChoices

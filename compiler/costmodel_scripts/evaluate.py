@@ -1,6 +1,7 @@
-"""`fastc costmodel eval DIR [--model MODEL.json | --train] [--json] [--plots DIR]`: how well the cost model
-orders each kernel's candidates on models it was not trained on (fastc.costmodel.evaluate),
-as a table, and with --json as one JSON object on the last line of standard output."""
+"""`fastc costmodel eval DIR [--model MODEL.json | --train] [--json] [--plots DIR]`: how well
+the cost model orders each kernel's candidates on models it was not trained on
+(fastc.costmodel.evaluate), as a table, and with --json as one JSON object on the last line of
+standard output."""
 from __future__ import annotations
 
 import json
@@ -20,10 +21,10 @@ def evaluate(path: str, *, model: str | None = None, machine: str | None = None,
              plots: str | None = None, train: bool = False) -> int:
     from fastc.costmodel import evaluate as metrics
 
-    data = dataset.only_machine(dataset.read([path]), machine, [path])
-    target = single_target(data, [path])
     if train and model is not None:
         raise CommandError("eval: give --model or --train, not both")
+    data = dataset.only_machine(dataset.read([path]), machine, [path])
+    target = single_target(data, [path])
     cost_model, how = (None, "one trained without each held-out model (--train)") if train else load(model, target)
     print(f"{path}: {how}")
     if cost_model is not None:
