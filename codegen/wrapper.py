@@ -113,11 +113,17 @@ def compile_planned(gm: fx.GraphModule, target: str = "triton-interpret", *, opt
 
 
 def _library_calls(gm, choices, info) -> dict:
-    """Library ops with implementations to choose among (library_calls.py), when the graph has any."""
-    if not any(n.op == "call_function" and str(n.target) == "fastc.bcq_linear.default" for n in gm.graph.nodes):
-        return {}
-    from .library_calls import library_calls
-    return library_calls(gm, choices, info)
+    """Library ops with implementations to choose among (library_calls.py: fastc.bcq_linear;
+    product_calls.py: fastc.conv2d_act, fastc.linear_act), when the graph has any."""
+    names = {str(n.target) for n in gm.graph.nodes if n.op == "call_function"}
+    calls = {}
+    if "fastc.bcq_linear.default" in names:
+        from .library_calls import library_calls
+        calls.update(library_calls(gm, choices, info))
+    if names & {"fastc.conv2d_act.default", "fastc.linear_act.default"}:
+        from .product_calls import product_calls
+        calls.update(product_calls(gm, choices, info))
+    return calls
 
 
 def _compile_triton(gm, target: str, options: dict | None, *, strict: bool):

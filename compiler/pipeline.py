@@ -1,8 +1,8 @@
 """The pass pipeline: every stage fastc runs on a captured graph, in order, in one list."""
 from __future__ import annotations
 
-from fastc.passes import (CommonSubexpressions, DeadCode, FoldBatchNorm, FoldConstants, Pass,
-                          PlanKernels, RemoveNoops, parse_pipeline)
+from fastc.passes import (CommonSubexpressions, DeadCode, FoldBatchNorm, FoldConstants,
+                          FuseProductEpilogues, Pass, PlanKernels, RemoveNoops, parse_pipeline)
 
 from .options import Options
 
@@ -16,9 +16,15 @@ def default_pipeline(opts: Options) -> list[Pass]:
         FoldConstants(),          # precompute ops over frozen weights
         CommonSubexpressions(),   # merge repeated pure ops
         DeadCode(),               # drop what nothing uses
+        *cpu_passes(opts),        # cpu target: products with their epilogues (oneDNN or ATen)
         PlanKernels(),            # group ops into kernels (marks only; how far: ctx.choices)
     ]
     return passes
+
+
+def cpu_passes(opts: Options) -> list[Pass]:
+    """Rewrites into ops only the cpu target runs well (their implementation is chosen there)."""
+    return [FuseProductEpilogues()] if opts.target == "cpu" else []
 
 
 def lossy_passes(opts: Options) -> list[Pass]:

@@ -44,8 +44,10 @@ class ModelChoices(ChoosesKernels):
 
     def choose(self, k: KernelFeatures, candidates: Sequence, run: Callable | None = None,
                records: list | None = None):
-        if k.kind == "library" or len(candidates) == 1:
+        if len(candidates) == 1:
             return self.rules.choose(k, candidates, run, records)
+        if k.kind == "library":  # no model ranks a library's implementations; timing them is cheap
+            return self.measured.choose(k, candidates, run, records) if run is not None else None
         if run is None:
             return None  # decided at the first call, where a pick can be checked to build
         if k.describe is None:  # a target the model knows nothing of

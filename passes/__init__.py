@@ -16,8 +16,9 @@ __all__ = [
     "CommonSubexpressions", "DeadCode", "FoldBatchNorm", "FoldConstants", "RemoveNoops",
 ]
 from .plan_kernels import PlanKernels  # noqa: E402
+from .product_epilogues import FuseProductEpilogues  # noqa: E402
 
-__all__.append("PlanKernels")
+__all__ += ["FuseProductEpilogues", "PlanKernels"]
 
 # Lossy passes: they run only when the user names them (the pass manager measures their cost).
 from .add_weight_noise import AddWeightNoise  # noqa: E402

@@ -27,6 +27,7 @@ def _register_fastc_ops() -> None:
     """fastc's own ops (torch.ops.fastc.*) are registered by the kernels that implement them."""
     import fastc.kernels.bcq  # noqa: F401  (registers fastc.bcq_linear)
     import fastc.kernels.semi_structured  # noqa: F401  (registers fastc.linear_2to4)
+    import fastc.kernels.onednn  # noqa: F401  (registers fastc.conv2d_act, fastc.linear_act)
 
 
 def resolve_target(name: str):
