@@ -65,16 +65,12 @@ class _ProductCall:
         runs = {"aten": self.aten}
         try:
             runs["onednn"] = self.onednn(args)
-        except Exception as e:  # noqa: BLE001 - no packed weight: ATen runs it
-            self._drop(f"packing the weight for oneDNN: {type(e).__name__}: {e}")
+            runs["onednn"](*args)  # builds oneDNN's primitive for this problem before any timing
+        except Exception as e:  # noqa: BLE001 - oneDNN cannot run this problem: ATen runs it
+            self._drop(f"oneDNN: {type(e).__name__}: {e}")
+            runs.pop("onednn", None)
             candidates = ["aten"]
         pick = self.choices.choose(features, candidates, lambda c: runs[c](*args), self.info.measurements)
-        if pick == "onednn":
-            try:
-                runs["onednn"](*args)
-            except Exception as e:  # noqa: BLE001 - oneDNN refuses this problem: ATen runs it
-                self._drop(f"oneDNN: {type(e).__name__}: {e}")
-                pick = "aten"
         if pick not in runs:
             pick = "aten"
         self.decided[key] = runs[pick]

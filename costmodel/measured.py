@@ -134,4 +134,6 @@ def summary(records: list[dict]) -> list[str]:
 
 
 def _text(candidate) -> str:
+    if isinstance(candidate, str):  # ATen, or a library op's implementation
+        return candidate
     return candidate_text(ATEN if candidate == ATEN else Schedule(**candidate))

@@ -106,10 +106,13 @@ class PackedConv:
         if residual is None:
             out = mk._convolution_pointwise(x, self.packed, bias, self.padding, self.stride, self.dilation,
                                             self.groups, post_op, scalars, algorithm)
-        else:
+        else:  # oneDNN takes relu, and no other activation, after its binary add
+            fused = post_op == "relu"
             out = mk._convolution_pointwise.binary(x, residual, self.packed, bias, self.padding, self.stride,
-                                                   self.dilation, self.groups, "add", None, post_op, scalars,
-                                                   algorithm)
+                                                   self.dilation, self.groups, "add", None,
+                                                   "relu" if fused else None, [], "")
+            if not fused and act != "none":
+                out = activation(act, act_args)[0](out)
         return _layout(out, any_layout)
 
 

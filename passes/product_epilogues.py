@@ -8,6 +8,7 @@ import torch
 import torch.fx as fx
 
 from fastc.ir.constants import add_constant, constant_value, is_constant
+from fastc.ir.types import TensorType, node_type
 from fastc.kernels.onednn import onednn_refusal
 
 from .base import Pass, register
@@ -30,9 +31,10 @@ class FuseProductEpilogues(Pass):
     bias) are float32 constants, together with what follows it:
 
         relu(convolution(x, W, b) + r)  ->  fastc.conv2d_act(x, W, b, ..., r, "relu", [], false)
-        gelu(view(addmm(b, x, W^T)))    ->  view(fastc.linear_act(x, W, b, none, "gelu", []))
+        gelu(view(addmm(b, view(x), W^T)))  ->  fastc.linear_act(x, W, b, none, "gelu", [])
 
-    The residual `+ r` (convolutions only: a same-shape tensor, alpha 1) and the activation
+    A linear layer's input and output views that only fold leading dimensions go (the op takes
+    N-D input). The residual `+ r` (convolutions only: a same-shape tensor, alpha 1) and the activation
     (`kernels.onednn.ACTIVATIONS`: relu, hardtanh, gelu, silu, sigmoid, tanh, hardswish) are
     taken when the value before them has no other reader. Legal where oneDNN can run the op
     (float32 on the CPU, a torch build with oneDNN); exact up to float rounding. How the op runs
@@ -54,14 +56,15 @@ class FuseProductEpilogues(Pass):
                 rewritten += _fuse_linear(gm, node)
         if rewritten:
             _free_layouts(gm)
+            _linear_on_nd_inputs(gm)
             gm.graph.lint()
             gm.recompile()
         return rewritten
 
 
 def _float32_cpu(node: fx.Node) -> bool:
-    val = node.meta.get("val")
-    return isinstance(val, torch.Tensor) and onednn_refusal(val.dtype, val.device) is None
+    t = node_type(node)
+    return isinstance(t, TensorType) and onednn_refusal(t.dtype, torch.device(t.device)) is None
 
 
 def _only_user(node: fx.Node):
@@ -69,23 +72,34 @@ def _only_user(node: fx.Node):
     return users[0] if len(users) == 1 else None
 
 
-def _activation(node: fx.Node, value: fx.Node):
-    """(act, act_args) when `node` applies a supported activation to `value`, else None."""
-    if node is None or node.op != "call_function" or not node.args or node.args[0] is not value:
+def _activation_after(value: fx.Node, readers):
+    """(act, act_args, its nodes, last one first) when `readers` (the readers of `value`) are
+    exactly a supported activation of `value`, else None. SiLU also as `value * sigmoid(value)`,
+    as decompositions spell it."""
+    if len(readers) == 2:
+        sig = next((r for r in readers if r.target is aten.sigmoid.default and r.args[0] is value), None)
+        mul = next((r for r in readers if r.target is aten.mul.Tensor and r is not sig), None)
+        if sig is not None and mul is not None and set(mul.args[:2]) == {value, sig} and list(sig.users) == [mul]:
+            return "silu", [], [mul, sig]
+        return None
+    if len(readers) != 1:
+        return None
+    node = readers[0]
+    if node.op != "call_function" or not node.args or node.args[0] is not value:
         return None
     t, rest, kw = node.target, node.args[1:], node.kwargs
     if t is aten.relu.default:
-        return "relu", []
+        return "relu", [], [node]
     if t is aten.hardtanh.default:
         lo, hi = (list(rest) + [-1.0, 1.0][len(rest):])[:2]
-        return ("hardtanh", [float(lo), float(hi)]) if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) \
-            else None
+        ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lo, hi))
+        return ("hardtanh", [float(lo), float(hi)], [node]) if ok and not kw else None
     if t is aten.gelu.default:
         approximate = rest[0] if rest else kw.get("approximate", "none")
-        return ("gelu-tanh" if approximate == "tanh" else "gelu"), []
+        return ("gelu-tanh" if approximate == "tanh" else "gelu"), [], [node]
     simple = {aten.silu.default: "silu", aten.sigmoid.default: "sigmoid", aten.tanh.default: "tanh",
               aten.hardswish.default: "hardswish"}
-    return (simple[t], []) if t in simple and not rest and not kw else None
+    return (simple[t], [], [node]) if t in simple and not rest and not kw else None
 
 
 def _residual(node: fx.Node, value: fx.Node):
@@ -96,23 +110,26 @@ def _residual(node: fx.Node, value: fx.Node):
     other = b if a is value else a if b is value else None
     if not isinstance(other, fx.Node) or other is value:
         return None
-    mine, theirs = value.meta.get("val"), other.meta.get("val")
-    if not isinstance(theirs, torch.Tensor) or theirs.shape != mine.shape or theirs.dtype != mine.dtype:
+    mine, theirs = node_type(value), node_type(other)
+    if not isinstance(theirs, TensorType) or theirs.shape != mine.shape or theirs.dtype != mine.dtype:
         return None
     return other
 
 
-def _replace(gm: fx.GraphModule, last: fx.Node, args: tuple, target, name: str) -> fx.Node:
-    """`target(*args)` in place of `last` (the last op absorbed), keeping its metadata."""
+def _replace(gm: fx.GraphModule, last: fx.Node, args: tuple, target, name: str, meta_of: fx.Node | None = None) -> fx.Node:
+    """`target(*args)` in place of `last` (the last op absorbed), with the metadata (scope, type)
+    of `meta_of` (the product: the absorbed ops keep its shape), by default `last`'s."""
+    meta_of = meta_of if meta_of is not None else last
     with gm.graph.inserting_before(last):
         new = gm.graph.create_node("call_function", target, args, name=name)
-    new.meta.update({k: last.meta[k] for k in KEPT_META if k in last.meta})
+    new.meta.update({k: meta_of.meta[k] for k in KEPT_META if k in meta_of.meta})
     last.replace_all_uses_with(new)
     return new
 
 
 def _erase(gm: fx.GraphModule, nodes) -> None:
-    for n in reversed(nodes):
+    """Erases `nodes`, in this order, each only if nothing reads it any more."""
+    for n in nodes:
         if not n.users:
             gm.graph.erase_node(n)
 
@@ -129,13 +146,13 @@ def _fuse_conv(gm: fx.GraphModule, conv: fx.Node) -> int:
     if other is not None:
         residual, value = other, add
         absorbed.append(add)
-    found = _activation(_only_user(value), value)
+    found = _activation_after(value, list(value.users))
     if found is not None:
-        act, value = found, _only_user(value)
-        absorbed.append(value)
+        act, value = found[:2], found[2][0]
+        absorbed += reversed(found[2])
     new = _replace(gm, value, (x, w, b, list(stride), list(padding), list(dilation), groups, residual,
-                               act[0], act[1], False), CONV2D_ACT, f"{conv.name}_act")
-    _erase(gm, absorbed)
+                               act[0], act[1], False), CONV2D_ACT, f"{conv.name}_act", meta_of=conv)
+    _erase(gm, reversed(absorbed))
     return 1
 
 
@@ -144,35 +161,38 @@ def _fuse_linear(gm: fx.GraphModule, product: fx.Node) -> int:
     if m is None:
         return 0
     x, operand, bias = product_operands(product)
-    absorbed, value, reshape = [product], product, None
-    user = _only_user(value)
-    if user is not None and user.target in RESHAPES and user.args[0] is value:
-        reshape = user
-        user = _only_user(user)
-    found = _activation(user, reshape if reshape is not None else value)
-    act = found or ("none", [])
+    reshape = _only_reader(product)
+    if reshape is None or reshape.target not in RESHAPES or reshape.args[0] is not product:
+        reshape = None
+    shaped = reshape if reshape is not None else product
+    found = _activation_after(shaped, [u for u in shaped.users if u.target is not aten.sym_size.int])
+    act = found[:2] if found else ("none", [])
     weight = _weight_node(gm, operand, m, product)
-    args = (x, weight, bias, None, act[0], act[1])
-    if found is None:
-        _replace(gm, product, args, LINEAR_ACT, f"{product.name}_act")
-        _erase(gm, [product, *_weight_chain(operand)])
-        return 1
-    # act(reshape(product)) == reshape(act(product)): the new op takes the product's place and
-    # the reshape moves after it.
-    fused = _replace(gm, product, args, LINEAR_ACT, f"{product.name}_act")
+    fused = _replace(gm, product, (x, weight, bias, None, act[0], act[1]), LINEAR_ACT, f"{product.name}_act")
     gm.graph.erase_node(product)
-    if reshape is not None:
-        with gm.graph.inserting_before(user):
+    if found is not None and reshape is not None:
+        # act(reshape(product)) == reshape(act(product)): the reshape moves after the new op
+        # (to its own place: what reads its sizes may come before the activation).
+        last = found[2][0]
+        with gm.graph.inserting_before(reshape):
             moved = gm.graph.create_node("call_function", reshape.target, (fused, *reshape.args[1:]),
                                          dict(reshape.kwargs), name=f"{reshape.name}_act")
-        moved.meta.update({k: user.meta[k] for k in KEPT_META if k in user.meta})
-        user.replace_all_uses_with(moved)
-        _erase(gm, [reshape, user])
-    else:
-        user.replace_all_uses_with(fused)
-        gm.graph.erase_node(user)
+        moved.meta.update({k: last.meta[k] for k in KEPT_META if k in last.meta})
+        last.replace_all_uses_with(moved)
+        _erase(gm, found[2])
+        reshape.replace_all_uses_with(moved)
+        gm.graph.erase_node(reshape)
+    elif found is not None:
+        found[2][0].replace_all_uses_with(fused)
+        _erase(gm, found[2])
     _erase(gm, _weight_chain(operand))
     return 1
+
+
+def _only_reader(node: fx.Node):
+    """The one user of `node` other than those reading its sizes, else None."""
+    users = [u for u in node.users if u.target is not aten.sym_size.int]
+    return users[0] if len(users) == 1 else None
 
 
 def _weight_node(gm: fx.GraphModule, operand, m, product: fx.Node) -> fx.Node:
@@ -187,12 +207,12 @@ def _weight_node(gm: fx.GraphModule, operand, m, product: fx.Node) -> fx.Node:
 
 
 def _weight_chain(operand) -> list:
-    """The views from the weight constant up to the product's operand (erased when unused)."""
+    """The views from the product's weight operand down to the constant, operand first."""
     chain = []
     while isinstance(operand, fx.Node) and operand.op == "call_function":
-        chain.insert(0, operand)
+        chain.append(operand)
         operand = operand.args[0]
-    return [operand, *chain] if isinstance(operand, fx.Node) else chain
+    return chain + ([operand] if isinstance(operand, fx.Node) else [])
 
 
 def _free_layouts(gm: fx.GraphModule) -> None:
@@ -200,3 +220,26 @@ def _free_layouts(gm: fx.GraphModule) -> None:
     for n in gm.graph.nodes:
         if n.target is CONV2D_ACT and n.users and all(u.target is CONV2D_ACT for u in n.users):
             n.update_arg(10, True)
+
+
+def _linear_on_nd_inputs(gm: fx.GraphModule) -> None:
+    """view(linear_act(view(t, [M, K])), [*lead, N]) -> linear_act(t) when t is [*lead, K]: a
+    linear layer takes N-D input as it is (two fewer steps at run time)."""
+    for n in [n for n in gm.graph.nodes if n.target is LINEAR_ACT]:
+        x, out_view = n.args[0], _only_reader(n)
+        if not (isinstance(x, fx.Node) and x.target in RESHAPES and out_view is not None
+                and out_view.target in RESHAPES and out_view.args[0] is n):
+            continue
+        t, x_type, out_type = x.args[0], node_type(x), node_type(out_view)
+        t_type = node_type(t) if isinstance(t, fx.Node) else None
+        if not (isinstance(t_type, TensorType) and isinstance(x_type, TensorType) and isinstance(out_type, TensorType)):
+            continue
+        if len(x_type.shape) != 2 or t_type.shape[-1] != x_type.shape[-1] or \
+                tuple(out_type.shape) != (*t_type.shape[:-1], node_type(n).shape[-1]):
+            continue
+        n.update_arg(0, t)
+        n.meta.update({k: out_view.meta[k] for k in KEPT_META if k in out_view.meta})
+        out_view.replace_all_uses_with(n)
+        gm.graph.erase_node(out_view)
+        if not x.users:
+            gm.graph.erase_node(x)

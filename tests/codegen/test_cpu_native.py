@@ -24,7 +24,9 @@ from fastc.report import REPORTS
 
 pytest.importorskip("torch_mlir", reason="the native CPU target needs torch-mlir")
 
-GENERATED = {"target": "cpu", "kernel_choice": "generated", "on_error": "raise"}
+# Generated kernels only; products stay ATen calls (not fastc.conv2d_act / linear_act), so that
+# their epilogues are kernels here too.
+GENERATED = {"target": "cpu", "kernel_choice": "generated", "on_error": "raise", "disable": "fuse-product-epilogues"}
 TOL = {**TOLERANCES, torch.float32: (1e-5, 1e-5), torch.float64: (1e-10, 1e-10)}
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -411,7 +413,8 @@ def test_native_kernels_load_no_openmp_runtime_of_their_own(tmp_path):
         import json, torch, model_zoo
         from fastc.report import REPORTS
         from fastc.kernels.openmp import openmp_library
-        options = {"target": "cpu", "kernel_choice": "generated", "on_error": "raise"}
+        options = {"target": "cpu", "kernel_choice": "generated", "on_error": "raise",
+                   "disable": "fuse-product-epilogues"}
         model, inputs = model_zoo.build("mlp")
         model.eval()
         with torch.no_grad():
@@ -466,7 +469,8 @@ def test_disk_cache_serves_a_fresh_process(_private_kernel_cache):
         module_cache.load, module_cache.store = counted_load, counted_store
         model, inputs = model_zoo.build("mlp")
         model.eval()
-        options = {"target": "cpu", "kernel_choice": "generated", "on_error": "raise"}
+        options = {"target": "cpu", "kernel_choice": "generated", "on_error": "raise",
+                   "disable": "fuse-product-epilogues"}
         with torch.no_grad():
             err = (torch.compile(model, backend="fastc", options=options)(**inputs) - model(**inputs)).abs().max()
         print(json.dumps({"hits": len(hits), "stores": len(stores), "err": err.item(),
