@@ -2,7 +2,8 @@
 
     python bench/compare_backends.py [--models cnn gpt digits-cnn ...] [--out docs/benchmarks/x.md]
 
-Per model: compile time (first call), steady-state time per call (medians of interleaved runs, so
+Per model: compile time (first call; cold: Inductor's caches off, fastc's on-disk cache in a
+fresh directory; with --warm also a second compile with every cache filled), steady-state time per call (medians of interleaved runs, so
 that all backends see the same machine load; ratios are against eager in the same run), kernel
 counts (fastc: planned kernels plus ATen calls outside them; Inductor: generated kernels), and
 the bytes fastc's kernels move against the same ops run one by one. On a CUDA machine the same
@@ -14,6 +15,7 @@ import argparse
 import math
 import os
 import statistics
+import tempfile
 import time
 
 # Compile times are for a cold compile: Inductor's on-disk caches would otherwise answer a rerun.
@@ -57,7 +59,7 @@ def _fastc_counts(reports):
     return kernels, aten, fused, unfused
 
 
-def run(names, runs: int, device: str, with_inductor: bool):
+def run(names, runs: int, device: str, with_inductor: bool, warm: bool = False):
     rows = []
     for name, model, inputs in _models(names, device):
         print(f"== {name}", flush=True)
@@ -70,9 +72,11 @@ def run(names, runs: int, device: str, with_inductor: bool):
                 if backend == "inductor":
                     from torch._inductor import metrics
                     metrics.reset()
+                    torch._inductor.config.force_disable_caches = True
                     fn = torch.compile(model)
                 else:
                     first = len(REPORTS)
+                    os.environ["FASTC_CACHE_DIR"] = tempfile.mkdtemp(prefix="fastc-cold-")
                     fn = torch.compile(model, backend="fastc")
                 start = time.perf_counter()
                 out = fn(*inputs)
@@ -85,6 +89,8 @@ def run(names, runs: int, device: str, with_inductor: bool):
                 else:
                     counts[backend] = _fastc_counts(REPORTS[first:])
                 backends[backend] = fn
+                if warm:  # after the counts: the warm compile makes its own reports and kernels
+                    compile_s[backend + " warm"] = _warm_compile(backend, model, inputs)
             times = {b: [] for b in backends}
             for fn in backends.values():
                 fn(*inputs)
@@ -96,12 +102,33 @@ def run(names, runs: int, device: str, with_inductor: bool):
     return rows
 
 
+def _warm_compile(backend: str, model, inputs) -> float:
+    """Seconds to compile `model` again in this process, everything in the backend's caches: on
+    disk (Inductor's FX graph and autotuning caches, fresh, filled by one compile first; fastc's
+    lowered modules, filled by the cold compile) and in memory. Dynamo traces again each time."""
+    if backend == "inductor":
+        torch._inductor.config.force_disable_caches = False
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="inductor-warm-")
+        torch._dynamo.reset()
+        torch.compile(model)(*inputs)
+    torch._dynamo.reset()
+    fn = torch.compile(model) if backend == "inductor" else torch.compile(model, backend="fastc")
+    start = time.perf_counter()
+    fn(*inputs)
+    seconds = time.perf_counter() - start
+    torch._dynamo.reset()
+    return seconds
+
+
 def table(rows, runs, device, with_inductor) -> str:
     head = ["model", "eager ms"]
     if with_inductor:
         head += ["inductor ms", "inductor / eager", "inductor compile s", "inductor kernels"]
     head += ["fastc ms", "fastc / eager", "fastc compile s", "fastc kernels + ATen calls",
              "fastc bytes moved (ops one by one)"]
+    warm = any("fastc warm" in c for _, _, c, _ in rows)
+    if warm:
+        head += ["warm compile s: fastc", "inductor"] if with_inductor else ["warm compile s: fastc"]
     lines = [f"Machine: {machine.describe()}; device {device}; median of {runs} interleaved runs; "
              "ratios are time / eager time in the same run (below 1 is faster).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -113,6 +140,8 @@ def table(rows, runs, device, with_inductor) -> str:
                       f"{compile_s['inductor']:.1f}", str(counts["inductor"])]
         cells += [f"{med['fastc']:.2f}", f"{med['fastc'] / med['eager']:.2f}", f"{compile_s['fastc']:.1f}",
                   f"{kernels} + {aten}", f"{fused:,} ({unfused:,})"]
+        if warm:
+            cells += [f"{compile_s['fastc warm']:.2f}"] + ([f"{compile_s['inductor warm']:.2f}"] if with_inductor else [])
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", *goals(rows, with_inductor)]
     return "\n".join(lines) + "\n"
@@ -133,6 +162,10 @@ def goals(rows, with_inductor) -> list[str]:
                    f"{geomean(fastc) / geomean(inductor):.2f} (at most 1 is the goal)")
         out.append(f"- compile time fastc / inductor: geomean {geomean(compile_ratio):.2f}, worst "
                    f"{max(compile_ratio):.2f} (at most 0.33 is the goal)")
+        if all("fastc warm" in c and "inductor warm" in c for _, _, c, _ in rows):
+            warm_ratio = [c["fastc warm"] / c["inductor warm"] for _, _, c, _ in rows]
+            out.append(f"- warm compile fastc / inductor: geomean {geomean(warm_ratio):.2f}, worst "
+                       f"{max(warm_ratio):.2f} (at most 1 is the goal)")
     return out
 
 
@@ -141,10 +174,11 @@ def main():
     parser.add_argument("--models", nargs="+", default=["cnn", "gpt", "digits-cnn", "digits-vit", "char-lm"])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--no-inductor", action="store_true")
+    parser.add_argument("--warm", action="store_true", help="also time a warm compile (caches filled)")
     parser.add_argument("--out", help="write the table to this markdown file too")
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    rows = run(args.models, args.runs, device, not args.no_inductor)
+    rows = run(args.models, args.runs, device, not args.no_inductor, warm=args.warm)
     text = table(rows, args.runs, device, not args.no_inductor)
     print(text)
     if args.out:

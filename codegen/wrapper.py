@@ -203,7 +203,8 @@ DECISIONS_KEPT = 256
 class _Runner:
     """The planned graph as Python code: FX regenerates the graph with each kernel replaced by one
     call (a `_KernelCall`) and its outputs unpacked, in a dependency order of graph nodes and
-    whole kernels. The generated code calls ATen ops directly and drops each value after its last
+    whole kernels. The generated code calls ATen ops directly (their C++ entry points:
+    aten_kernel.DirectOp) and drops each value after its last
     use (so peak memory stays near eager's); no per-op interpretation happens at run time.
 
     While a profiler runs (torch.profiler, torch.autograd.profiler), calls run a second copy of
@@ -296,8 +297,8 @@ class _KernelCall:
     def aten(self, inputs):
         """The kernel's outputs from its ATen ops, through FX-generated Python (no interpretation)."""
         if self._aten is None:
-            from .aten_kernel import ops_module
-            self._aten = ops_module(self.kernel).forward  # not nn.Module.__call__: no hooks
+            from .aten_kernel import direct_calls, ops_module
+            self._aten = direct_calls(ops_module(self.kernel)).forward  # not nn.Module.__call__: no hooks
         return self._aten(*inputs)
 
     def __call__(self, *inputs):
@@ -416,8 +417,8 @@ class _KernelCall:
         if not self.static or choice is None or not hasattr(g, "bound"):
             return
         if choice == ATEN:
-            from .aten_kernel import ops_module
-            self._fast = self._aten or ops_module(self.kernel).forward
+            from .aten_kernel import direct_calls, ops_module
+            self._fast = self._aten or direct_calls(ops_module(self.kernel)).forward
         else:
             self._fast = g.bound(choice)
 
@@ -443,7 +444,8 @@ def _call_graph(gm, steps, calls, library: dict) -> fx.GraphModule:
             env[out] = graph.call_function(operator.getitem, (call, i))
     output = next(n for n in gm.graph.nodes if n.op == "output")
     graph.output(fx.node.map_arg(output.args[0], lambda a: env[a]))
-    return fx.GraphModule(gm, graph)
+    from .aten_kernel import direct_calls
+    return direct_calls(fx.GraphModule(gm, graph))
 
 
 def _steps(gm, plan):

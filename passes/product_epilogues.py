@@ -177,7 +177,8 @@ def _fuse_linear(gm: fx.GraphModule, product: fx.Node) -> int:
         with gm.graph.inserting_before(reshape):
             moved = gm.graph.create_node("call_function", reshape.target, (fused, *reshape.args[1:]),
                                          dict(reshape.kwargs), name=f"{reshape.name}_act")
-        moved.meta.update({k: last.meta[k] for k in KEPT_META if k in last.meta})
+        moved.meta.update({k: last.meta[k] for k in ("val", "tensor_meta", "type") if k in last.meta})
+        moved.meta.update({k: reshape.meta[k] for k in KEPT_META if k in reshape.meta and k not in moved.meta})
         last.replace_all_uses_with(moved)
         _erase(gm, found[2])
         reshape.replace_all_uses_with(moved)
@@ -238,7 +239,7 @@ def _linear_on_nd_inputs(gm: fx.GraphModule) -> None:
                 tuple(out_type.shape) != (*t_type.shape[:-1], node_type(n).shape[-1]):
             continue
         n.update_arg(0, t)
-        n.meta.update({k: out_view.meta[k] for k in KEPT_META if k in out_view.meta})
+        n.meta.update({k: out_view.meta[k] for k in ("val", "tensor_meta", "type") if k in out_view.meta})
         out_view.replace_all_uses_with(n)
         gm.graph.erase_node(out_view)
         if not x.users:
