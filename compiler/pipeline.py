@@ -1,7 +1,7 @@
 """The pass pipeline: every stage fastc runs on a captured graph, in order, in one list."""
 from __future__ import annotations
 
-from fastc.passes import (CommonSubexpressions, DeadCode, FoldBatchNorm, FoldConstants,
+from fastc.passes import (CommonSubexpressions, DeadCode, FoldBatchNorm, FoldConstants, FuseAttention,
                           FuseProductEpilogues, Pass, PlanKernels, RemoveNoops, parse_pipeline)
 
 from .options import Options
@@ -15,6 +15,7 @@ def default_pipeline(opts: Options) -> list[Pass]:
         FoldBatchNorm(),          # eval-mode BatchNorm into the conv / linear before it
         FoldConstants(),          # precompute ops over frozen weights
         CommonSubexpressions(),   # merge repeated pure ops
+        FuseAttention(),          # softmax(q @ k.T * s + mask) @ v as one SDPA
         DeadCode(),               # drop what nothing uses
         *cpu_passes(opts),        # cpu target: products with their epilogues (oneDNN or ATen)
         PlanKernels(),            # group ops into kernels (marks only; how far: ctx.choices)

@@ -16,9 +16,10 @@ __all__ = [
     "CommonSubexpressions", "DeadCode", "FoldBatchNorm", "FoldConstants", "RemoveNoops",
 ]
 from .plan_kernels import PlanKernels  # noqa: E402
+from .fuse_attention import FuseAttention  # noqa: E402
 from .product_epilogues import FuseProductEpilogues  # noqa: E402
 
-__all__ += ["FuseProductEpilogues", "PlanKernels"]
+__all__ += ["FuseAttention", "FuseProductEpilogues", "PlanKernels"]
 
 # Lossy passes: they run only when the user names them (the pass manager measures their cost).
 from .add_weight_noise import AddWeightNoise  # noqa: E402
