@@ -87,7 +87,7 @@ def test_debug_dir_dumps_every_stage(tmp_path):
     (graph_dir,) = glob.glob(str(tmp_path / "graph_*_inference"))
     names = sorted(os.listdir(graph_dir))
     assert names[0] == "00-captured.fx" and "01-frozen.fx" in names
-    assert {"02-remove-noops.fx", "03-fold-batchnorm.fx", "06-dead-code.fx", "report.json",
+    assert {"02-remove-noops.fx", "03-fold-batchnorm.fx", "07-dead-code.fx", "report.json",
             "constants.safetensors"} <= set(names)
 
 
