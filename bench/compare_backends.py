@@ -2,7 +2,7 @@
 
     python bench/compare_backends.py [--models cnn gpt digits-cnn ...] [--out docs/benchmarks/x.md]
 
-Per model: compile time (first call; cold: Inductor's caches off, fastc's on-disk cache in a
+Rounds alternate the order of the backends. Per model: compile time (first call; cold: Inductor's caches off, fastc's on-disk cache in a
 fresh directory; with --warm also a second compile with every cache filled), steady-state time per call (medians of interleaved runs, so
 that all backends see the same machine load; ratios are against eager in the same run), kernel
 counts (fastc: planned kernels plus ATen calls outside them; Inductor: generated kernels), and
@@ -94,8 +94,11 @@ def run(names, runs: int, device: str, with_inductor: bool, warm: bool = False):
             times = {b: [] for b in backends}
             for fn in backends.values():
                 fn(*inputs)
-            for _ in range(runs):
-                for b, fn in backends.items():
+            order = list(backends.items())
+            for r in range(runs):
+                # Each round in the other order: the backend timed right after another runs a few
+                # percent faster on this machine (caches), which must favour none.
+                for b, fn in (order if r % 2 == 0 else order[::-1]):
                     times[b].append(_time(fn, inputs, device))
         med = {b: statistics.median(t) for b, t in times.items()}
         rows.append((name, med, compile_s, counts))

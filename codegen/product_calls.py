@@ -17,6 +17,7 @@ import torch
 import torch.fx as fx
 
 from fastc.costmodel import KernelFeatures
+from fastc.costmodel.heuristic import LIBRARY_LINEAR_MIN_MACS
 from fastc.kernels import onednn
 
 log = logging.getLogger("fastc")
@@ -24,31 +25,34 @@ log = logging.getLogger("fastc")
 CONV2D_ACT = torch.ops.fastc.conv2d_act.default
 LINEAR_ACT = torch.ops.fastc.linear_act.default
 
-# Multiply-adds from which oneDNN's GEMM is preferred by the rules for a product (below it, its
-# fixed cost per call, about 10 us here, loses to ATen's): measured on the 2-core EPYC, where
-# oneDNN won 1.7-2.1x from 8M multiply-adds and tied at 1.7M (docs/benchmarks/cpu-products.md).
-LINEAR_MIN_MACS = 4_000_000
-
-
 def product_calls(gm: fx.GraphModule, choices, info) -> dict:
     """node -> the callable that runs it (conv2d_act and linear_act nodes only)."""
-    return {n: (ConvCall if n.target is CONV2D_ACT else LinearCall)(n.name, choices, info)
+    return {n: (ConvCall if n.target is CONV2D_ACT else LinearCall)(n.name, choices, info, _static(n))
             for n in gm.graph.nodes if n.op == "call_function" and n.target in (CONV2D_ACT, LINEAR_ACT)}
+
+
+def _static(node: fx.Node) -> bool:
+    """Whether the op's input has one shape only (then its first pick is its only one)."""
+    x = node.args[0].meta.get("val") if isinstance(node.args[0], fx.Node) else None
+    return isinstance(x, torch.Tensor) and all(isinstance(d, int) for d in x.shape)
 
 
 class _ProductCall:
     op = ""
 
-    def __init__(self, name: str, choices, info):
+    def __init__(self, name: str, choices, info, static: bool = False):
         self.__name__ = name
-        self.choices, self.info = choices, info
-        self.decided: dict = {}     # problem key -> the implementation, a callable
+        self.choices, self.info, self.static = choices, info, static
+        self.decided: dict = {}     # input shape -> the bound implementation (static: one)
         self.lock = threading.Lock()
-        self.packed = None          # the oneDNN weight, once a problem picks oneDNN
-        self._weight = None
+        self.packed = None          # the oneDNN weight, made at the first problem
+        self._fast = None           # static shapes, once picked: the implementation itself
 
     def __call__(self, *args):
-        key = self.key(args)
+        fast = self._fast
+        if fast is not None:
+            return fast(*args)
+        key = tuple(args[0].shape)
         run = self.decided.get(key)
         if run is None:
             with self.lock:
@@ -62,9 +66,11 @@ class _ProductCall:
         features = KernelFeatures(self.__name__, "library", "cpu", sizes={"M": M, "N": N, "K": K}, ops=1,
                                   op_counts={self.op: 1}, dtype=str(x.dtype).replace("torch.", ""),
                                   inputs=((list(x.shape), list(x.stride()), str(x.dtype)),), device="cpu")
-        runs = {"aten": self.aten}
+        runs = {"aten": self.bind("aten", args)}
         try:
-            runs["onednn"] = self.onednn(args)
+            if self.packed is None:
+                self.packed = self.pack(args)
+            runs["onednn"] = self.bind("onednn", args)
             runs["onednn"](*args)  # builds oneDNN's primitive for this problem before any timing
         except Exception as e:  # noqa: BLE001 - oneDNN cannot run this problem: ATen runs it
             self._drop(f"oneDNN: {type(e).__name__}: {e}")
@@ -73,7 +79,11 @@ class _ProductCall:
         pick = self.choices.choose(features, candidates, lambda c: runs[c](*args), self.info.measurements)
         if pick not in runs:
             pick = "aten"
+        if len(self.decided) >= 256:
+            self.decided = {}  # many shapes (dynamic): start over, not grow forever
         self.decided[key] = runs[pick]
+        if self.static:
+            self._fast = runs[pick]
         self.info.decisions[self.__name__] = pick
         return runs[pick]
 
@@ -82,18 +92,9 @@ class _ProductCall:
         self.info.fallbacks.append((self.__name__, reason))
         log.warning("fastc: %s runs its ATen ops: %s", self.__name__, reason)
 
-    def _packed_for(self, weight, make):
-        if self.packed is None or self._weight is not weight:
-            self.packed, self._weight = make(), weight
-        return self.packed
-
 
 class ConvCall(_ProductCall):
     op = "fastc.conv2d_act"
-
-    @staticmethod
-    def key(args):
-        return tuple(args[0].shape)
 
     @staticmethod
     def sizes(args):
@@ -103,25 +104,21 @@ class ConvCall(_ProductCall):
 
     @staticmethod
     def candidates(macs: int) -> list[str]:
-        return ["onednn", "aten"]   # oneDNN won on 64 of the 70 zoo convolutions measured
+        return ["onednn", "aten"]   # faster on 41 of the 50 zoo convolutions (cpu-products.md)
 
-    aten = staticmethod(onednn.conv2d_act_aten)
-
-    def onednn(self, args):
+    @staticmethod
+    def pack(args):
         x, w, _, stride, padding, dilation, groups = args[:7]
-        packed = self._packed_for(w, lambda: onednn.PackedConv(w, stride, padding, dilation, groups, x.shape))
+        return onednn.PackedConv(w, stride, padding, dilation, groups, x.shape)
 
-        def run(x, w, b, stride, padding, dilation, groups, residual, act, act_args, any_layout):
-            return packed(x, b, residual, act, act_args, any_layout)
-        return run
+    def bind(self, kind: str, args):
+        _, w, _, stride, padding, dilation, groups, residual, act, act_args, any_layout = args
+        return onednn.bind_conv2d_act(kind, w, stride, padding, dilation, groups, residual is not None, act,
+                                      act_args, any_layout, packed=self.packed)
 
 
 class LinearCall(_ProductCall):
     op = "fastc.linear_act"
-
-    @staticmethod
-    def key(args):
-        return tuple(args[0].shape)
 
     @staticmethod
     def sizes(args):
@@ -130,14 +127,12 @@ class LinearCall(_ProductCall):
 
     @staticmethod
     def candidates(macs: int) -> list[str]:
-        return ["onednn", "aten"] if macs >= LINEAR_MIN_MACS else ["aten", "onednn"]
+        return ["onednn", "aten"] if macs >= LIBRARY_LINEAR_MIN_MACS else ["aten", "onednn"]
 
-    aten = staticmethod(onednn.linear_act_aten)
+    @staticmethod
+    def pack(args):
+        return onednn.PackedLinear(args[1])
 
-    def onednn(self, args):
-        w = args[1]
-        packed = self._packed_for(w, lambda: onednn.PackedLinear(w))
-
-        def run(x, w, b, residual, act, act_args):
-            return packed(x, b, residual, act, act_args)
-        return run
+    def bind(self, kind: str, args):
+        _, w, _, residual, act, act_args = args
+        return onednn.bind_linear_act(kind, w, residual is not None, act, act_args, packed=self.packed)

@@ -167,14 +167,19 @@ def _boxed(gm: fx.GraphModule, frozen: list[int], runner=None, guard: FrozenWeig
     forward = runner if runner is not None else gm.forward
 
     if frozen_set:
+        keep = None  # the positions of the inputs that are not frozen (known at the first call)
+
         def run(args):
+            nonlocal keep
+            if keep is None:
+                keep = [i for i in range(len(args)) if i not in frozen_set]
             if guard is not None and not guard.match(args):
                 if report is not None and report.weights_changed is None:
                     report.weights_changed = guard.describe_mismatch(args)
                     log.info("fastc: graph %d: %s; running it with the weights as inputs",
                              report.graph_id, report.weights_changed)
                 return unfrozen.get()(args)
-            kept = [a for i, a in enumerate(args) if i not in frozen_set]
+            kept = [args[i] for i in keep]
             args.clear()
             return forward(*kept)
     else:

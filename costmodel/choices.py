@@ -1,7 +1,8 @@
 """The one interface behind every preference fastc has, and the process-wide default.
 
 Legality enumerates; a `Choices` object ranks. plan-kernels offers each legal fusion
-(`fuse`) and each matrix product it may put in a kernel (`product_in_kernel`); code generation
+(`fuse`) and each matrix product it may put in a kernel (`product_in_kernel`);
+fuse-product-epilogues each product it may make a library op (`library_product`); code generation
 asks for the schedule a kernel runs under when nothing is measured (`schedule`), whether a
 schedule is worth building before it is asked for (`build_up_front`), and which of a kernel's
 legal candidates (ATen, or generated code under each candidate schedule) runs at a problem
@@ -34,6 +35,13 @@ class Choices(ABC):
         """Whether a matrix product (a "matmul" kernel with its epilogue) runs as generated code
         on `k.target`; if not, the product is an ATen call and its epilogue a pointwise kernel."""
 
+    def library_product(self, k: KernelFeatures) -> bool:
+        """Whether a product with a frozen weight becomes a library op with its epilogue
+        (fastc.conv2d_act / fastc.linear_act: kind "library", op_counts naming it, sizes M, N, K,
+        M None when it varies); if not, it stays an ATen call and its epilogue a kernel. By
+        default every legal one does."""
+        return True
+
     @abstractmethod
     def schedule(self, k: KernelFeatures) -> Schedule:
         """The schedule `k` runs under when none is measured (`k.sizes` are known)."""
@@ -65,6 +73,9 @@ class ChoosesKernels(Choices):
 
     def product_in_kernel(self, k: KernelFeatures) -> bool:
         return self.rules.product_in_kernel(k)
+
+    def library_product(self, k: KernelFeatures) -> bool:
+        return self.rules.library_product(k)
 
     def schedule(self, k: KernelFeatures) -> Schedule:
         return self.rules.schedule(k)

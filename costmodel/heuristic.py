@@ -15,6 +15,12 @@ from .choices import Choices
 from .features import ATEN, FusionCandidate, KernelFeatures
 
 
+#: Multiply-adds from which oneDNN's GEMM on a packed weight beats ATen's on the 2-core EPYC
+#: (1.5-2.1x from 8M; tied at 1.7M, slower below: oneDNN's fixed cost per call is ~10 us more;
+#: docs/benchmarks/cpu-products.md).
+LIBRARY_LINEAR_MIN_MACS = 4_000_000
+
+
 @dataclass(frozen=True)
 class HeuristicChoices(Choices):
     max_ops: int = 64                # ops in one kernel, at most
@@ -30,6 +36,15 @@ class HeuristicChoices(Choices):
     #: ... and below this many, the parallel schedule is not offered to the chooser up front (a
     #: split kernel's parallel entry comes with its serial build; this only spares measuring it).
     parallel_build_min_elements: int = 1 << 15
+
+    def library_product(self, k: KernelFeatures) -> bool:
+        """Convolutions always; matrix products of at least LIBRARY_LINEAR_MIN_MACS (or whose rows
+        vary), where oneDNN can win. A smaller one stays an ATen call with its epilogue in a
+        generated kernel, as before the library op existed: there ATen runs it either way, and a
+        generated epilogue may fuse with what follows it."""
+        if k.op_counts.get("fastc.linear_act") and k.sizes and k.sizes.get("M") is not None:
+            return k.sizes["M"] * k.sizes["N"] * k.sizes["K"] >= LIBRARY_LINEAR_MIN_MACS
+        return True
 
     def fuse(self, c: FusionCandidate) -> bool:
         if c.ops > self.max_ops:

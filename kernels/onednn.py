@@ -132,6 +132,77 @@ class PackedLinear:
         return mk._linear_pointwise.binary(x, residual, self.packed, bias, "add")
 
 
+# -- bound: one call site's implementation, everything but the tensors resolved once -------------
+def bind_conv2d_act(kind: str, weight, stride, padding, dilation, groups: int, has_residual: bool, act: str,
+                    act_args, any_layout: bool, packed: "PackedConv | None" = None):
+    """A callable taking the op's arguments (only x, bias and residual read) that runs `kind`
+    ("aten", or "onednn" on `packed`) with everything else fixed: the per-call Python is a few
+    lines."""
+    fn = activation(act, act_args)[0]
+    stride, padding, dilation = list(stride), list(padding), list(dilation)
+    contiguous = not any_layout
+    if kind == "aten":
+        conv = torch.ops.aten.convolution.default._op
+
+        def run_aten(x, w, b, *rest):
+            out = conv(x, weight, b, stride, padding, dilation, False, [0, 0], groups)
+            if has_residual:
+                out.add_(rest[4])  # a fresh output: added in place
+            if fn is not None:
+                out = fn(out)
+            return out.contiguous() if contiguous else out
+        return run_aten
+    packed = packed.packed
+    _, post_op, scalars, algorithm = activation(act, act_args)
+    if not has_residual:
+        unary = torch.ops.mkldnn._convolution_pointwise.default._op
+
+        def run_onednn(x, w, b, *rest):
+            out = unary(x, packed, b, padding, stride, dilation, groups, post_op, scalars, algorithm)
+            return out.contiguous() if contiguous else out
+        return run_onednn
+    binary = torch.ops.mkldnn._convolution_pointwise.binary._op
+    fused = post_op == "relu"   # oneDNN takes relu, and no other activation, after its binary add
+    after = None if fused else fn
+
+    def run_onednn_residual(x, w, b, *rest):
+        out = binary(x, rest[4], packed, b, padding, stride, dilation, groups, "add", None,
+                     "relu" if fused else None, [], "")
+        if after is not None:
+            out = after(out)
+        return out.contiguous() if contiguous else out
+    return run_onednn_residual
+
+
+def bind_linear_act(kind: str, weight, has_residual: bool, act: str, act_args,
+                    packed: "PackedLinear | None" = None):
+    """As bind_conv2d_act, for linear_act (x, bias and residual read at each call)."""
+    fn = activation(act, act_args)[0]
+    if kind == "aten":
+        linear = F.linear
+
+        def run_aten(x, w, b, r, *rest):
+            out = linear(x, weight, b)
+            if has_residual:
+                out.add_(r)
+            return fn(out) if fn is not None else out
+        return run_aten
+    packed = packed.packed
+    _, post_op, scalars, algorithm = activation(act, act_args)
+    if not has_residual:
+        unary = torch.ops.mkldnn._linear_pointwise.default._op
+
+        def run_onednn(x, w, b, *rest):
+            return unary(x, packed, b, post_op, scalars, algorithm)
+        return run_onednn
+    binary = torch.ops.mkldnn._linear_pointwise.binary._op
+
+    def run_onednn_residual(x, w, b, r, *rest):  # no activation after oneDNN's binary add
+        out = binary(x, r, packed, b, "add")
+        return fn(out) if fn is not None else out
+    return run_onednn_residual
+
+
 # -- registration ------------------------------------------------------------------------------
 def _conv_out_size(size: int, k: int, s: int, p: int, d: int) -> int:
     return (size + 2 * p - d * (k - 1) - 1) // s + 1

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.fx as fx
 
+from fastc.costmodel import KernelFeatures
 from fastc.ir.constants import add_constant, constant_value, is_constant
 from fastc.ir.types import TensorType, node_type
 from fastc.kernels.onednn import onednn_refusal
@@ -41,7 +42,9 @@ class FuseProductEpilogues(Pass):
     (oneDNN on a weight packed once, or the ATen ops one by one) is the choices object's pick,
     per problem, at code generation. A convolution whose every reader is another conv2d_act may
     return its result channels-last (`any_layout`): that chain then never converts layouts.
-    The pipeline runs it for the cpu target only.
+    Which legal products it takes is the choices object's preference (`library_product`: the
+    rules take convolutions and products of at least 4M multiply-adds); without one, every legal
+    product. The pipeline runs it for the cpu target only.
     """
     name = "fuse-product-epilogues"
 
@@ -51,9 +54,9 @@ class FuseProductEpilogues(Pass):
             if node.op != "call_function" or not _float32_cpu(node):
                 continue
             if node.target is aten.convolution.default:
-                rewritten += _fuse_conv(gm, node)
+                rewritten += _fuse_conv(gm, node, ctx.choices)
             elif product_operands(node) is not None:
-                rewritten += _fuse_linear(gm, node)
+                rewritten += _fuse_linear(gm, node, ctx.choices)
         if rewritten:
             _free_layouts(gm)
             _linear_on_nd_inputs(gm)
@@ -134,9 +137,31 @@ def _erase(gm: fx.GraphModule, nodes) -> None:
             gm.graph.erase_node(n)
 
 
-def _fuse_conv(gm: fx.GraphModule, conv: fx.Node) -> int:
+def _wanted(choices, op: str, name: str, m, n: int, k: int) -> bool:
+    """The choices object's preference (every legal product without one: fastc-opt)."""
+    if choices is None:
+        return True
+    return choices.library_product(KernelFeatures(name, "library", "cpu", sizes={"M": m, "N": n, "K": k}, ops=1,
+                                                  op_counts={op: 1}, dtype="float32"))
+
+
+def _rows(t: TensorType, last: int = 1):
+    """The product of `t`'s dimensions but the last `last`, or None when one is symbolic."""
+    rows = 1
+    for d in t.shape[:len(t.shape) - last]:
+        if not isinstance(d, int):
+            return None
+        rows *= d
+    return rows
+
+
+def _fuse_conv(gm: fx.GraphModule, conv: fx.Node, choices=None) -> int:
     x, w, b, stride, padding, dilation, transposed, _, groups = conv.args
     if transposed or not is_constant(w) or (b is not None and not is_constant(b)) or len(stride) != 2:
+        return 0
+    out, wt = node_type(conv), constant_value(w)
+    pixels = _rows(TensorType(out.dtype, (out.shape[0], *out.shape[2:], 1))) if isinstance(out, TensorType) else None
+    if not _wanted(choices, "fastc.conv2d_act", conv.name, pixels, wt.shape[0], wt[0].numel()):
         return 0
     if not isinstance(x, fx.Node) or any(not isinstance(v, int) for v in (*stride, *padding, *dilation, groups)):
         return 0
@@ -156,9 +181,13 @@ def _fuse_conv(gm: fx.GraphModule, conv: fx.Node) -> int:
     return 1
 
 
-def _fuse_linear(gm: fx.GraphModule, product: fx.Node) -> int:
+def _fuse_linear(gm: fx.GraphModule, product: fx.Node, choices=None) -> int:
     m = match_product(product)
     if m is None:
+        return 0
+    out = node_type(product)
+    rows = _rows(out) if isinstance(out, TensorType) else None
+    if not _wanted(choices, "fastc.linear_act", product.name, rows, m.weight.shape[0], m.weight.shape[1]):
         return 0
     x, operand, bias = product_operands(product)
     reshape = _only_reader(product)

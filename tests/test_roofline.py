@@ -134,12 +134,12 @@ def test_explain_roofline_command(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("FASTC_CACHE_DIR", str(tmp_path / "cache"))
     _fake_probes(monkeypatch)
     plot = tmp_path / "roof.png"
-    assert main(["explain", "--roofline", "attention_block", "--calls", "2", "--plot", str(plot)]) == 0
+    assert main(["explain", "--roofline", "mlp", "--calls", "2", "--plot", str(plot)]) == 0
     out = capsys.readouterr().out
     from fastc.report import REPORTS
     report = REPORTS[-1]
     timed = [w["name"] for w in report.work if w["kind"] == "kernel"]
-    assert timed, "the attention block has planned kernels"
+    assert timed, "the mlp has planned kernels"
     for name in timed:
         assert f"g{report.graph_id}.{name}" in out
     assert "machine peak (measured): 100.0 GFLOP/s" in out

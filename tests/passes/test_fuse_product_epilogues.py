@@ -131,7 +131,10 @@ def test_conv_implementations_equal_eager(act, residual):
     for any_layout in (False, True):
         got_aten = onednn.conv2d_act_aten(x, w, b, [2, 2], [1, 1], [1, 1], 2, r, act, act_args, any_layout)
         got_onednn = packed(x, b, r, act, act_args, any_layout)
-        for got in (got_aten, got_onednn):
+        op_args = (x, w, b, [2, 2], [1, 1], [1, 1], 2, r, act, act_args, any_layout)
+        bound = [onednn.bind_conv2d_act(kind, w, [2, 2], [1, 1], [1, 1], 2, residual, act, act_args, any_layout,
+                                        packed=packed)(*op_args) for kind in ("aten", "onednn")]
+        for got in (got_aten, got_onednn, *bound):
             torch.testing.assert_close(got, expect, rtol=1e-5, atol=1e-5)
             assert any_layout or got.is_contiguous()
     # Another batch and a channels-last input than the weight was packed for: same values.
@@ -154,6 +157,9 @@ def test_linear_implementations_equal_eager(act, residual):
     packed = onednn.PackedLinear(w)
     torch.testing.assert_close(onednn.linear_act_aten(x, w, b, r, act, []), expect, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(packed(x, b, r, act, []), expect, rtol=1e-5, atol=1e-5)
+    for kind in ("aten", "onednn"):
+        run = onednn.bind_linear_act(kind, w, residual, act, [], packed=packed)
+        torch.testing.assert_close(run(x, w, b, r, act, []), expect, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(packed(x.t().contiguous().t(), None, r, act, []),
                                ACTIVATION_MODULES[act](F.linear(x, w) + (r if residual else 0)), rtol=1e-5, atol=1e-5)
 
