@@ -151,7 +151,8 @@ def _fuse(gm: fx.GraphModule, softmax: fx.Node) -> int:
     lead = shape[:-2]
     if not (_shape(q)[:-2] == _shape(k)[:-2] == _shape(v)[:-2] == lead and _shape(out) == (*lead, shape[-2], _shape(v)[-1])):
         return 0
-    if mask is not None and _shape(mask) is None:
+    dtypes = {node_type(n).dtype for n in (q, k, v, *([mask] if mask is not None else []))}
+    if len(dtypes) != 1:  # SDPA takes a mask of the query's dtype (or bool), and one dtype for q, k, v
         return 0
     with gm.graph.inserting_before(out):
         new = gm.graph.call_function(SDPA, (q, k, v, mask, 0.0, False), {"scale": scale})

@@ -140,3 +140,20 @@ def test_training_keeps_its_softmax_and_gradients_match(fresh):
     reference(x).sum().backward()
     for p, r in zip(model.parameters(), reference.parameters()):
         torch.testing.assert_close(p.grad, r.grad, rtol=1e-4, atol=1e-5)
+
+
+class HalfMask(Attention):
+    """A float16 mask added to float32 scores (eager promotes; SDPA would refuse the mask)."""
+
+    def __init__(self):
+        super().__init__(mask=True)
+        self.mask = nn.Parameter(torch.randn(1, 1, 5, 5).half(), requires_grad=False)
+
+
+def test_a_mask_of_another_dtype_is_left_alone():
+    torch.manual_seed(0)
+    model = HalfMask()
+    x = torch.randn(2, 5, 32)
+    gm, before, count = _fused(model, x)
+    assert count == 0
+    torch.testing.assert_close(gm(x)[0], before)
