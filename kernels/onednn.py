@@ -68,26 +68,15 @@ def activation(act: str, act_args) -> tuple:
     return fn, post_op, args, algorithm
 
 
-def _layout(out: torch.Tensor, any_layout: bool) -> torch.Tensor:
-    return out if any_layout or out.is_contiguous() else out.contiguous()
-
-
 # -- ATen: the ops one by one -------------------------------------------------------------------
 def conv2d_act_aten(x, weight, bias, stride, padding, dilation, groups, residual, act, act_args, any_layout):
-    out = torch.ops.aten.convolution.default(x, weight, bias, list(stride), list(padding), list(dilation),
-                                             False, [0, 0], groups)
-    if residual is not None:
-        out = out + residual
-    fn = activation(act, act_args)[0]
-    return _layout(fn(out) if fn is not None else out, any_layout)
+    run = bind_conv2d_act("aten", weight, stride, padding, dilation, groups, residual is not None, act, act_args,
+                          any_layout)
+    return run(x, weight, bias, stride, padding, dilation, groups, residual, act, act_args, any_layout)
 
 
 def linear_act_aten(x, weight, bias, residual, act, act_args):
-    out = F.linear(x, weight, bias)
-    if residual is not None:
-        out = out + residual
-    fn = activation(act, act_args)[0]
-    return fn(out) if fn is not None else out
+    return bind_linear_act("aten", weight, residual is not None, act, act_args)(x, weight, bias, residual)
 
 
 # -- oneDNN: one primitive on a packed weight ---------------------------------------------------
@@ -101,19 +90,9 @@ class PackedConv:
             weight, self.padding, self.stride, self.dilation, groups, list(input_size))
 
     def __call__(self, x, bias, residual, act, act_args, any_layout):
-        _, post_op, scalars, algorithm = activation(act, act_args)
-        mk = torch.ops.mkldnn
-        if residual is None:
-            out = mk._convolution_pointwise(x, self.packed, bias, self.padding, self.stride, self.dilation,
-                                            self.groups, post_op, scalars, algorithm)
-        else:  # oneDNN takes relu, and no other activation, after its binary add
-            fused = post_op == "relu"
-            out = mk._convolution_pointwise.binary(x, residual, self.packed, bias, self.padding, self.stride,
-                                                   self.dilation, self.groups, "add", None,
-                                                   "relu" if fused else None, [], "")
-            if not fused and act != "none":
-                out = activation(act, act_args)[0](out)
-        return _layout(out, any_layout)
+        run = bind_conv2d_act("onednn", None, self.stride, self.padding, self.dilation, self.groups,
+                              residual is not None, act, act_args, any_layout, packed=self)
+        return run(x, None, bias, self.stride, self.padding, self.dilation, self.groups, residual)
 
 
 class PackedLinear:
@@ -123,13 +102,7 @@ class PackedLinear:
         self.packed = weight.contiguous().to_mkldnn()
 
     def __call__(self, x, bias, residual, act, act_args):
-        _, post_op, scalars, algorithm = activation(act, act_args)
-        mk = torch.ops.mkldnn
-        if residual is None:
-            return mk._linear_pointwise(x, self.packed, bias, post_op, scalars, algorithm)
-        if post_op != "none":  # oneDNN's binary linear has no activation after the add
-            return activation(act, act_args)[0](mk._linear_pointwise.binary(x, residual, self.packed, bias, "add"))
-        return mk._linear_pointwise.binary(x, residual, self.packed, bias, "add")
+        return bind_linear_act("onednn", None, residual is not None, act, act_args, packed=self)(x, None, bias, residual)
 
 
 # -- bound: one call site's implementation, everything but the tensors resolved once -------------
@@ -138,7 +111,7 @@ def bind_conv2d_act(kind: str, weight, stride, padding, dilation, groups: int, h
     """A callable taking the op's arguments (only x, bias and residual read) that runs `kind`
     ("aten", or "onednn" on `packed`) with everything else fixed: the per-call Python is a few
     lines."""
-    fn = activation(act, act_args)[0]
+    fn, post_op, scalars, algorithm = activation(act, act_args)
     stride, padding, dilation = list(stride), list(padding), list(dilation)
     contiguous = not any_layout
     if kind == "aten":
@@ -153,7 +126,6 @@ def bind_conv2d_act(kind: str, weight, stride, padding, dilation, groups: int, h
             return out.contiguous() if contiguous else out
         return run_aten
     packed = packed.packed
-    _, post_op, scalars, algorithm = activation(act, act_args)
     if not has_residual:
         unary = torch.ops.mkldnn._convolution_pointwise.default._op
 
@@ -177,7 +149,7 @@ def bind_conv2d_act(kind: str, weight, stride, padding, dilation, groups: int, h
 def bind_linear_act(kind: str, weight, has_residual: bool, act: str, act_args,
                     packed: "PackedLinear | None" = None):
     """As bind_conv2d_act, for linear_act (x, bias and residual read at each call)."""
-    fn = activation(act, act_args)[0]
+    fn, post_op, scalars, algorithm = activation(act, act_args)
     if kind == "aten":
         linear = F.linear
 
@@ -188,7 +160,6 @@ def bind_linear_act(kind: str, weight, has_residual: bool, act: str, act_args,
             return fn(out) if fn is not None else out
         return run_aten
     packed = packed.packed
-    _, post_op, scalars, algorithm = activation(act, act_args)
     if not has_residual:
         unary = torch.ops.mkldnn._linear_pointwise.default._op
 

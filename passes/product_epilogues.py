@@ -160,7 +160,9 @@ def _fuse_conv(gm: fx.GraphModule, conv: fx.Node, choices=None) -> int:
     if transposed or not is_constant(w) or (b is not None and not is_constant(b)) or len(stride) != 2:
         return 0
     out, wt = node_type(conv), constant_value(w)
-    pixels = _rows(TensorType(out.dtype, (out.shape[0], *out.shape[2:], 1))) if isinstance(out, TensorType) else None
+    pixels = None  # output positions (batch x height x width), when static
+    if isinstance(out, TensorType) and all(isinstance(d, int) for d in out.shape):
+        pixels = out.shape[0] * out.shape[2] * out.shape[3]
     if not _wanted(choices, "fastc.conv2d_act", conv.name, pixels, wt.shape[0], wt[0].numel()):
         return 0
     if not isinstance(x, fx.Node) or any(not isinstance(v, int) for v in (*stride, *padding, *dilation, groups)):
