@@ -114,7 +114,8 @@ def compile_planned(gm: fx.GraphModule, target: str = "triton-interpret", *, opt
 
 def _library_calls(gm, choices, info) -> dict:
     """Library ops with implementations to choose among (library_calls.py: fastc.bcq_linear;
-    product_calls.py: fastc.conv2d_act, fastc.linear_act), when the graph has any."""
+    product_calls.py: fastc.conv2d_act, fastc.linear_act; block_calls.py: the block ops), when the
+    graph has any."""
     names = {str(n.target) for n in gm.graph.nodes if n.op == "call_function"}
     calls = {}
     if "fastc.bcq_linear.default" in names:
@@ -123,6 +124,9 @@ def _library_calls(gm, choices, info) -> dict:
     if names & {"fastc.conv2d_act.default", "fastc.linear_act.default"}:
         from .product_calls import product_calls
         calls.update(product_calls(gm, choices, info))
+    if any(name.startswith("fastc.") and name.endswith("_block.default") for name in names):
+        from .block_calls import block_calls
+        calls.update(block_calls(gm, choices, info))
     return calls
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from fastc.passes import (CommonSubexpressions, DeadCode, FoldBatchNorm, FoldConstants, FuseAttention,
-                          FuseProductEpilogues, Pass, PlanKernels, RemoveNoops, parse_pipeline)
+                          FuseBlocks, FuseProductEpilogues, Pass, PlanKernels, RemoveNoops, parse_pipeline)
 
 from .options import Options
 
@@ -17,6 +17,7 @@ def default_pipeline(opts: Options) -> list[Pass]:
         CommonSubexpressions(),   # merge repeated pure ops
         FuseAttention(),          # softmax(q @ k.T * s + mask) @ v as one SDPA
         DeadCode(),               # drop what nothing uses
+        FuseBlocks(),             # residual blocks (conv, MLP) as one block op each
         *cpu_passes(opts),        # cpu target: products with their epilogues (oneDNN or ATen)
         PlanKernels(),            # group ops into kernels (marks only; how far: ctx.choices)
     ]

@@ -2,7 +2,8 @@
 
 Legality enumerates; a `Choices` object ranks. plan-kernels offers each legal fusion
 (`fuse`) and each matrix product it may put in a kernel (`product_in_kernel`);
-fuse-product-epilogues each product it may make a library op (`library_product`); code generation
+fuse-product-epilogues each product it may make a library op (`library_product`); fuse-blocks each
+residual block it may make one block op (`fuse_block`); code generation
 asks for the schedule a kernel runs under when nothing is measured (`schedule`), whether a
 schedule is worth building before it is asked for (`build_up_front`), and which of a kernel's
 legal candidates (ATen, or generated code under each candidate schedule) runs at a problem
@@ -42,6 +43,13 @@ class Choices(ABC):
         default every legal one does."""
         return True
 
+    def fuse_block(self, k: KernelFeatures) -> bool:
+        """Whether a legal residual block becomes one block op (fuse-blocks: kind "block",
+        op_counts naming the op, sizes M rows (pixels or tokens; None when they vary), N channels,
+        K hidden width). How a block op runs (its block kernel, or its layers one by one) is then
+        `choose`'s pick per problem (kind "library"). By default every legal one does."""
+        return True
+
     @abstractmethod
     def schedule(self, k: KernelFeatures) -> Schedule:
         """The schedule `k` runs under when none is measured (`k.sizes` are known)."""
@@ -76,6 +84,9 @@ class ChoosesKernels(Choices):
 
     def library_product(self, k: KernelFeatures) -> bool:
         return self.rules.library_product(k)
+
+    def fuse_block(self, k: KernelFeatures) -> bool:
+        return self.rules.fuse_block(k)
 
     def schedule(self, k: KernelFeatures) -> Schedule:
         return self.rules.schedule(k)

@@ -19,7 +19,8 @@ aten = torch.ops.aten
 @dataclass(frozen=True)
 class RemoveNoops(Pass):
     """Replaces `view/reshape/expand(x, x.shape)`, `permute(x, identity)`, full slices, aliases,
-    and copies to x's own dtype, device and layout by x itself.
+    and copies to x's own dtype, device and layout (a `constant_pad_nd` padding by nothing is one)
+    by x itself.
 
     A no-op view is legal to drop: its result aliases x with x's own sizes and strides. A copy
     (`clone`, same-dtype `_to_copy`) is only dropped when x is a fresh intermediate result read by
@@ -60,6 +61,8 @@ class RemoveNoops(Pass):
                 isinstance(end, int) and isinstance(size, int) and end >= size))
         if target in (aten.clone.default, aten._to_copy.default):
             return self._copy_is_noop(node, src, t_in)
+        if target == aten.constant_pad_nd.default:   # padding by nothing: a copy
+            return all(p == 0 for p in node.args[1]) and self._fresh(src)
         return False
 
     def _copy_is_noop(self, node: fx.Node, src: fx.Node, t_in: TensorType) -> bool:
@@ -77,5 +80,8 @@ class RemoveNoops(Pass):
             kwargs.pop("non_blocking", None)
         if kwargs:
             return False
-        fresh = src.op == "call_function" and src.target not in VIEW_OPS and len(src.users) == 1
-        return fresh
+        return self._fresh(src)
+
+    @staticmethod
+    def _fresh(src: fx.Node) -> bool:
+        return src.op == "call_function" and src.target not in VIEW_OPS and len(src.users) == 1

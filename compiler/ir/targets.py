@@ -28,6 +28,7 @@ def _register_fastc_ops() -> None:
     import fastc.kernels.bcq  # noqa: F401  (registers fastc.bcq_linear)
     import fastc.kernels.semi_structured  # noqa: F401  (registers fastc.linear_2to4)
     import fastc.kernels.onednn  # noqa: F401  (registers fastc.conv2d_act, fastc.linear_act)
+    import fastc.kernels.blocks  # noqa: F401  (registers fastc.convfirst_block, mbconv_block, mlp_block)
 
 
 def resolve_target(name: str):

@@ -47,3 +47,17 @@ graph @casts(%x: f32[4]) {
   %h: f16[4] = aten._to_copy.default(%e, dtype=torch.float16)
   return (%h,)
 }
+
+# -----
+# Padding by nothing copies a fresh value: it goes; padding by something stays.
+# CHECK-LABEL: graph @pads
+# CHECK-NOT: %p0
+# CHECK: %p1: f32[2, 6] = aten.constant_pad_nd.default(%e, [1, 1], 0.0)
+# CHECK: %r: f32[2, 4] = aten.relu.default(%e)
+graph @pads(%x: f32[2, 4]) {
+  %e: f32[2, 4] = aten.exp.default(%x)
+  %p0: f32[2, 4] = aten.constant_pad_nd.default(%e, [0, 0], 0.0)
+  %p1: f32[2, 6] = aten.constant_pad_nd.default(%p0, [1, 1], 0.0)
+  %r: f32[2, 4] = aten.relu.default(%p0)
+  return (%p1, %r)
+}

@@ -1,0 +1,113 @@
+"""How each block op (fastc.convfirst_block, fastc.mbconv_block, fastc.mlp_block: the fuse-blocks
+pass's) runs on the cpu target: its block kernel (one generated loop nest for the whole block,
+kernels/block_cpu.py), its layers through oneDNN on weights packed once (what fastc runs without
+the block op), or its ATen ops one by one (the op's reference).
+
+Which is legal: the block kernel where it builds for the problem (static shapes per call site;
+a refusal is recorded in the report with its reason), oneDNN where it runs (float32). Which runs
+is a preference: the choices object picks per problem (kind "library"; MeasuredChoices and the
+cost model's choices time the candidates at the first call, HeuristicChoices takes the first in
+the order below). The pick is kept per input shape.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+import torch
+import torch.fx as fx
+
+from fastc.costmodel import KernelFeatures
+from fastc.kernels import blocks
+
+log = logging.getLogger("fastc")
+
+BLOCK_OPS = {torch.ops.fastc.convfirst_block.default: "convfirst_block",
+             torch.ops.fastc.mbconv_block.default: "mbconv_block",
+             torch.ops.fastc.mlp_block.default: "mlp_block"}
+REFERENCES = {"convfirst_block": blocks.convfirst_block_reference, "mbconv_block": blocks.mbconv_block_reference,
+              "mlp_block": blocks.mlp_block_reference}
+
+
+def block_calls(gm: fx.GraphModule, choices, info) -> dict:
+    """node -> the callable that runs it (block op nodes only)."""
+    return {n: BlockCall(n.name, BLOCK_OPS[n.target], choices, info, _static(n))
+            for n in gm.graph.nodes if n.op == "call_function" and n.target in BLOCK_OPS}
+
+
+def _static(node: fx.Node) -> bool:
+    x = node.args[0].meta.get("val") if isinstance(node.args[0], fx.Node) else None
+    return isinstance(x, torch.Tensor) and all(isinstance(d, int) for d in x.shape)
+
+
+def candidates(op: str) -> list[str]:
+    """In the rules' order of preference: a conv block's kernel keeps its hidden activations in
+    cache (docs/benchmarks/block-kernels-cpu.md); an MLP block's products are oneDNN's strength, so
+    its kernel runs only where measured faster."""
+    if op == "mlp_block":
+        return ["onednn-layers", "block-kernel", "aten-layers"]
+    return ["block-kernel", "onednn-layers", "aten-layers"]
+
+
+class BlockCall:
+    def __init__(self, name: str, op: str, choices, info, static: bool = False):
+        self.__name__ = name
+        self.op, self.choices, self.info, self.static = op, choices, info, static
+        self.decided: dict = {}
+        self.lock = threading.Lock()
+        self._fast = None
+
+    def __call__(self, x, *params):
+        fast = self._fast
+        if fast is not None:
+            return fast(x)
+        key = (tuple(x.shape), x.dtype, x.is_contiguous())
+        run = self.decided.get(key)
+        if run is None:
+            with self.lock:
+                run = self.decided.get(key) or self._choose(key, x, params)
+        return run(x)
+
+    def _choose(self, key, x, params):
+        reference = REFERENCES[self.op]
+        runs = {"aten-layers": lambda t: reference(t, *params)}
+        if x.is_contiguous():
+            self._try(runs, "block-kernel", lambda: _block_kernel(self.op, tuple(x.shape), params), x)
+            self._try(runs, "onednn-layers", lambda: blocks.bind_onednn_layers(self.op, tuple(x.shape), params), x)
+        order = [c for c in candidates(self.op) if c in runs]
+        rows = x.numel() // (x.shape[1] if self.op != "mlp_block" else x.shape[-1])
+        channels = x.shape[1] if self.op != "mlp_block" else x.shape[-1]
+        hidden = params[3].shape[0] if self.op == "convfirst_block" else params[0].shape[0] \
+            if self.op == "mbconv_block" else params[4].shape[0]
+        features = KernelFeatures(self.__name__, "library", "cpu", sizes={"M": rows, "N": channels, "K": hidden},
+                                  ops=1, op_counts={f"fastc.{self.op}": 1},
+                                  dtype=str(x.dtype).replace("torch.", ""),
+                                  inputs=((list(x.shape), list(x.stride()), str(x.dtype)),), device="cpu")
+        pick = self.choices.choose(features, order, lambda c: runs[c](x), self.info.measurements) \
+            if len(order) > 1 else order[0]
+        if pick not in runs:
+            pick = order[0]
+        if len(self.decided) >= 256:
+            self.decided = {}
+        self.decided[key] = runs[pick]
+        if self.static:
+            self._fast = runs[pick]
+        self.info.decisions[self.__name__] = pick
+        return runs[pick]
+
+    def _try(self, runs: dict, kind: str, bind, x) -> None:
+        """runs[kind] = bind(), once it has run `x` (building what it builds before any timing);
+        a failure is the report's reason, and that candidate is not offered."""
+        try:
+            run = bind()
+            run(x)
+            runs[kind] = run
+        except Exception as e:  # noqa: BLE001 - that implementation cannot run this problem
+            reason = f"{kind}: {type(e).__name__}: {str(e)[:300]}"
+            self.info.fallbacks.append((self.__name__, reason))
+            log.info("fastc: %s: %s", self.__name__, reason)
+
+
+def _block_kernel(op: str, shape: tuple, params):
+    from fastc.kernels.block_cpu import compile_block
+    return compile_block(op, shape, params)
