@@ -7,6 +7,10 @@ FLOPs are counted the usual way (a multiply-add is 2):
 - mm, addmm, bmm, baddbmm, linear: 2 * M * N * K (+ M * N for a bias);
 - convolution: 2 * N * C_out * (spatial output) * (C_in / groups) * (kernel elements) (+ the bias);
 - scaled dot-product attention: 4 * B * H * L * S * D (the two products; softmax is not counted);
+- fastc.conv2d_act / fastc.linear_act: their convolution or product (epilogues not counted);
+- block ops (fastc.convfirst_block, mbconv_block, mlp_block): the products and convolutions of
+  the block (per element of its input's rows, 2 per multiply-add), so their bytes, read and
+  written once, are the block's input, output and weights;
 - any other op that computes values (elementwise, reductions, copies): one per element of its
   largest tensor input or output;
 - views and getitem: none (they move nothing either).
@@ -79,6 +83,15 @@ def op_flops(node: fx.Node) -> int | None:
         per_output = 2 * _numel(w[1:])  # (C_in / groups) * kernel elements, a multiply-add each
         bias = node.args[2] is not None
         return _numel(out) * per_output + (_numel(out) if bias else 0)
+    name = str(target).removesuffix(".default")
+    if name == _CONV2D_ACT:
+        out, w = _shape(node), _shape(node.args[1])
+        return None if out is None or w is None else _numel(out) * 2 * _numel(w[1:])
+    if name == _LINEAR_ACT:
+        out, w = _shape(node), _shape(node.args[1])
+        return None if out is None or w is None else 2 * _numel(out) * w[1]
+    if name in _BLOCKS:
+        return _block_flops(node, name)
     if target in _ATTENTION:
         q, k = _shape(node.args[0]), _shape(node.args[1])
         if q is None or k is None:
@@ -90,6 +103,24 @@ def op_flops(node: fx.Node) -> int | None:
     if out is None:
         return None
     return max([_numel(out)] + [_numel(_shape(a)) for a in node.all_input_nodes if _shape(a) is not None])
+
+
+_CONV2D_ACT, _LINEAR_ACT = "fastc.conv2d_act", "fastc.linear_act"
+_BLOCKS = ("fastc.convfirst_block", "fastc.mbconv_block", "fastc.mlp_block")
+
+
+def _block_flops(node: fx.Node, name: str) -> int | None:
+    x = _shape(node.args[0])
+    weights = [_shape(a) for a in node.args[1:] if isinstance(a, fx.Node)]
+    if x is None or any(w is None for w in weights):
+        return None
+    if name == "fastc.mlp_block":
+        rows = _numel(x[:-1])
+        products = [w for w in weights if len(w) == 2]
+        return rows * sum(2 * _numel(w) for w in products)
+    pixels = x[0] * _numel(x[2:])
+    convs = [w for w in weights if len(w) == 4]
+    return pixels * sum(2 * _numel(w) for w in convs)
 
 
 def _moves_nothing(node: fx.Node) -> bool:
@@ -119,7 +150,7 @@ def _itemsize(dtype) -> int:
 
 def graph_work(gm: fx.GraphModule) -> list[dict]:
     """One row per planned kernel ({"name": "k3_reduction", "kind": "kernel", "ops": 5, "flops",
-    "bytes"}) and one per kind of ATen op outside kernels ({"name": "aten::mm", "kind": "aten",
+    "bytes"}), one per library call (a fastc op: {"name": node name, "kind": "library", ...}) and one per kind of ATen op outside kernels ({"name": "aten::mm", "kind": "aten",
     "ops": count, "flops", "bytes"} summed over its calls), in graph order; rows whose sizes are
     not all static are left out."""
     rows: list[dict] = []
@@ -140,6 +171,9 @@ def graph_work(gm: fx.GraphModule) -> list[dict]:
             continue
         schema = getattr(n.target, "_schema", None)
         name = schema.name if schema is not None else str(n.target)  # "aten::mm", as profiler traces name it
+        if name.startswith("fastc::"):  # a library call: its own row, as the runner's range names it
+            rows.append({"name": n.name, "kind": "library", "ops": 1, "flops": flops, "bytes": moved})
+            continue
         row = by_op.setdefault(name, {"name": name, "kind": "aten", "ops": 0, "flops": 0, "bytes": 0})
         row["ops"] += 1
         row["flops"] += flops
