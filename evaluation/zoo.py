@@ -30,6 +30,7 @@ from . import weights_io
 from .data import digits, stdlib_corpus
 from .metrics import classifier_metrics, lm_metrics
 from .models.char_lm import CharLM, CharLMConfig
+from .models.convfirst_net import ConvFirstNet
 from .models.digits_cnn import DigitsCNN, DigitsCNNConfig
 from .models.digits_vit import DigitsViT, DigitsViTConfig
 from .models.small import MLP, AttentionBlock, ConvBN, DemoCNN, DemoGPT
@@ -130,6 +131,10 @@ def _convnext(batch: int = 2):
     from transformers import ConvNextConfig, ConvNextForImageClassification
     cfg = ConvNextConfig(num_stages=2, hidden_sizes=[16, 32], depths=[1, 1], num_labels=10, image_size=32)
     return ConvNextForImageClassification(cfg), {"pixel_values": _image(32, batch)}
+
+
+def _convfirst(batch: int = 2):
+    return randomize_batchnorm(ConvFirstNet()).eval(), {"x": _image(64, batch)}
 
 
 def _mobilenet_v2(batch: int = 2):
@@ -288,6 +293,7 @@ MODELS: dict[str, Callable[..., tuple[nn.Module, Inputs]]] = {
     "resnet": _resnet,
     "convnext": _convnext,
     "mobilenet_v2": _mobilenet_v2,
+    "convfirst": _convfirst,
     **{name: _reference_builder(name) for name in REFERENCE},
 }
 
@@ -295,7 +301,7 @@ MODELS: dict[str, Callable[..., tuple[nn.Module, Inputs]]] = {
 DEMO = ("cnn", "gpt")
 #: The models the backend tests compile (tests/test_models.py and others).
 TESTS = ("mlp", "conv_bn", "attention_block", "attention_block_sdpa", "gpt2", "llama", "bert", "vit",
-         "resnet", "convnext", "mobilenet_v2")
+         "resnet", "convnext", "mobilenet_v2", "convfirst")
 #: Test models also checked in training mode (forward, gradients, updated buffers).
 TRAINING = ("mlp", "conv_bn", "attention_block", "attention_block_sdpa", "gpt2", "resnet")
 

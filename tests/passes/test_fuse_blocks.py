@@ -223,3 +223,25 @@ def test_onednn_layers_equal_the_reference(name):
     run = blocks.bind_onednn_layers(short, tuple(x.shape), params)
     torch.testing.assert_close(run(x), expect, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(op(x, *params), expect, rtol=0, atol=0)
+
+
+# -- zoo models with blocks: with and without the pass ---------------------------------------------
+
+BLOCK_MODELS = {"convfirst": "fastc.convfirst_block.default", "mobilenet_v2": "fastc.mbconv_block.default",
+                "llama": "fastc.mlp_block.default", "vit": "fastc.mlp_block.default"}
+
+
+@pytest.mark.parametrize("name", list(BLOCK_MODELS))
+def test_zoo_models_with_blocks_equal_eager_with_and_without_the_pass(fresh, name):
+    from fastc_eval import zoo
+    model, inputs = zoo.build(name)
+    model.eval()
+    with torch.no_grad():
+        expect = zoo.main_output(model(**inputs))
+        for options in ({"target": "cpu", "on_error": "raise"},
+                        {"target": "cpu", "on_error": "raise", "disable": "fuse-blocks"}):
+            torch._dynamo.reset()
+            compiled = torch.compile(model, backend="fastc", options=options)
+            torch.testing.assert_close(zoo.main_output(compiled(**inputs)), expect, rtol=1e-4, atol=1e-4)
+            blocks_run = sum(r.ops_final.get(BLOCK_MODELS[name], 0) for r in fastc.reports()[-1:])
+            assert (blocks_run > 0) == ("disable" not in options)
