@@ -20,8 +20,11 @@ weights (out, in) as nn.Linear's; biases optional. Activations: kernels.onednn.A
 
 Each op's implementation here is the reference: the block's ATen ops one by one, in the order
 eager runs them (what the op runs outside a compiled graph, and the per-layer path a block
-kernel is measured against). Block kernels (codegen/cpu/block_kernel.py for the cpu target,
-codegen/triton/block_kernel.py for cuda) compute the same values up to float rounding.
+kernel is measured against). Block kernels compute the same values up to float rounding:
+kernels/block_cpu.py generates one native loop nest per block for the cpu target (chosen per
+problem by codegen/block_calls.py), and on CUDA tensors the ops run kernels/block_triton.py's
+Triton kernel (registered below as the ops' CUDA implementation; a problem it refuses runs the
+reference, the reason logged once).
 """
 from __future__ import annotations
 
@@ -74,6 +77,29 @@ def mlp_block_reference(x, norm, norm_w, norm_b, eps, w1, b1, w3, b3, act, act_a
     return x + F.linear(h, w2, b2)
 
 
+# -- CUDA: the Triton block kernel -------------------------------------------------------------
+_REFUSED: set = set()
+
+
+def _on_cuda(op: str, reference, x, params):
+    """The block's Triton kernel (kernels/block_triton.py) where it takes the problem, else the
+    reference with the reason logged once per op and reason."""
+    try:
+        from .block_triton import BlockUnsupported, triton_block
+    except ImportError as e:  # no triton: the layers one by one
+        reason = f"triton is not importable ({e})"
+    else:
+        try:
+            return triton_block(op, x, *params)
+        except BlockUnsupported as e:
+            reason = str(e)
+    if (op, reason) not in _REFUSED:
+        _REFUSED.add((op, reason))
+        import logging
+        logging.getLogger("fastc").warning("fastc: %s runs layer by layer on the GPU: %s", op, reason)
+    return reference(x, *params)
+
+
 # -- registration ------------------------------------------------------------------------------
 def _register() -> None:
     if registered("convfirst_block"):
@@ -85,6 +111,10 @@ def _register() -> None:
                         wp: torch.Tensor, bp: Optional[torch.Tensor]) -> torch.Tensor:
         return convfirst_block_reference(x, ws, bs, groups, we, be, act, act_args, wp, bp)
 
+    @convfirst_block.register_kernel("cuda")
+    def _convfirst_cuda(x, *params):
+        return _on_cuda("convfirst_block", convfirst_block_reference, x, params)
+
     @convfirst_block.register_fake
     def _convfirst_fake(x, ws, bs, groups, we, be, act, act_args, wp, bp):
         return torch.empty_like(x)
@@ -94,6 +124,10 @@ def _register() -> None:
                      act1_args: list[float], wd: torch.Tensor, bd: Optional[torch.Tensor], act2: str,
                      act2_args: list[float], wp: torch.Tensor, bp: Optional[torch.Tensor]) -> torch.Tensor:
         return mbconv_block_reference(x, we, be, act1, act1_args, wd, bd, act2, act2_args, wp, bp)
+
+    @mbconv_block.register_kernel("cuda")
+    def _mbconv_cuda(x, *params):
+        return _on_cuda("mbconv_block", mbconv_block_reference, x, params)
 
     @mbconv_block.register_fake
     def _mbconv_fake(x, we, be, act1, act1_args, wd, bd, act2, act2_args, wp, bp):
@@ -105,6 +139,10 @@ def _register() -> None:
                   b3: Optional[torch.Tensor], act: str, act_args: list[float], w2: torch.Tensor,
                   b2: Optional[torch.Tensor]) -> torch.Tensor:
         return mlp_block_reference(x, norm, norm_w, norm_b, eps, w1, b1, w3, b3, act, act_args, w2, b2)
+
+    @mlp_block.register_kernel("cuda")
+    def _mlp_cuda(x, *params):
+        return _on_cuda("mlp_block", mlp_block_reference, x, params)
 
     @mlp_block.register_fake
     def _mlp_fake(x, norm, norm_w, norm_b, eps, w1, b1, w3, b3, act, act_args, w2, b2):

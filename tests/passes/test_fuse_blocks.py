@@ -245,3 +245,23 @@ def test_zoo_models_with_blocks_equal_eager_with_and_without_the_pass(fresh, nam
             torch.testing.assert_close(zoo.main_output(compiled(**inputs)), expect, rtol=1e-4, atol=1e-4)
             blocks_run = sum(r.ops_final.get(BLOCK_MODELS[name], 0) for r in fastc.reports()[-1:])
             assert (blocks_run > 0) == ("disable" not in options)
+
+
+def test_a_problem_the_triton_kernel_refuses_runs_the_reference_with_a_warning(caplog):
+    """The ops' CUDA implementation (kernels/blocks._on_cuda) on a tensor the Triton kernel
+    refuses (a CPU tensor outside Triton's interpreter): the reference's values, the reason logged."""
+    import logging
+    import os
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        pytest.skip("under the interpreter the Triton kernel takes CPU tensors")
+    model, x, op = _case("pre-norm-mlp")
+    gm = capture(model, (x,))
+    for p in ("fold-batchnorm", "fold-constants", "dead-code", "fuse-blocks"):
+        make_pass(p).run(gm, PassContext())
+    (node,) = [n for n in gm.graph.nodes if n.target is op]
+    params = [getattr(gm, a.target) if isinstance(a, torch.fx.Node) else a for a in node.args[1:]]
+    blocks._REFUSED.clear()
+    with caplog.at_level(logging.WARNING, logger="fastc"):
+        out = blocks._on_cuda("mlp_block", blocks.mlp_block_reference, x, params)
+    torch.testing.assert_close(out, blocks.mlp_block_reference(x, *params), rtol=0, atol=0)
+    assert "runs layer by layer on the GPU" in caplog.text
