@@ -40,7 +40,7 @@ import torch
 import triton
 import triton.language as tl
 
-from fastc.kernels.blocks import NORMS
+NORMS = ("none", "layer", "rms")   # kernels.blocks.NORMS (blocks imports this module for its CUDA kernels)
 from fastc.kernels.onednn import ACTIVATIONS
 
 OPS = ("convfirst_block", "mbconv_block", "mlp_block")

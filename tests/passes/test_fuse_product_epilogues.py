@@ -179,6 +179,9 @@ def test_ops_outside_a_compiled_graph_run_their_aten_ops():
 
 
 # -- through torch.compile -----------------------------------------------------------------------
+# The residual block below would become one block op (fuse-blocks): these tests are about its layers.
+PRODUCTS_ONLY = {"target": "cpu", "disable": "fuse-blocks"}
+
 class ConvNet(nn.Module):
     def __init__(self):
         super().__init__()
@@ -199,7 +202,7 @@ def test_compiled_convnet_equals_eager_and_runs_the_ops(fresh, monkeypatch, tuni
     x = torch.randn(4, 3, 10, 10)
     with torch.no_grad():
         expect = model(x)
-        compiled = torch.compile(model, backend="fastc", options={"target": "cpu"})
+        compiled = torch.compile(model, backend="fastc", options=PRODUCTS_ONLY)
         for _ in range(3):
             torch.testing.assert_close(compiled(x), expect, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(compiled(x[:2]), model(x[:2]), rtol=1e-4, atol=1e-5)
@@ -217,7 +220,7 @@ def test_disable_keeps_the_products_as_aten(fresh):
     x = torch.randn(2, 3, 8, 8)
     with torch.no_grad():
         compiled = torch.compile(model, backend="fastc",
-                                 options={"target": "cpu", "disable": "fuse-product-epilogues"})
+                                 options={"target": "cpu", "disable": "fuse-blocks,fuse-product-epilogues"})
         torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-5)
     report = fastc.reports()[-1]
     assert not report.library_calls
@@ -233,7 +236,7 @@ def test_a_failing_onednn_runs_aten_with_the_reason_recorded(fresh, monkeypatch,
     model = ConvNet().eval()
     x = torch.randn(2, 3, 8, 8)
     with torch.no_grad(), caplog.at_level(logging.WARNING, logger="fastc"):
-        compiled = torch.compile(model, backend="fastc", options={"target": "cpu"})
+        compiled = torch.compile(model, backend="fastc", options=PRODUCTS_ONLY)
         torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-5)
     report = fastc.reports()[-1]
     reasons = [r for n, r in report.aten_kernels if n.startswith("convolution")]
