@@ -5,6 +5,11 @@
         = x + conv1x1(act(conv1x1(conv_kxk(x, ws, bs, groups), we, be)), wp, bp)
           ConvFirst / ConvNeXt-style: a grouped (or depthwise) k x k convolution (stride 1,
           padding k // 2), a 1x1 expansion with its activation, a 1x1 projection, the input added.
+    convnext_block(x, ws, bs, groups, eps, we, be, act, act_args, wp, bp)
+        = x + conv1x1(act(conv1x1(channel_norm(conv_kxk(x, ws, bs, groups), eps), we, be)), wp, bp)
+          ConvNeXt's block: as convfirst_block with each pixel's channels normalized (mean 0,
+          variance 1, no affine: fuse-blocks folds the layer norm's weight and bias into the
+          expansion, and the layer scale into the projection) between the k x k and the expansion.
     mbconv_block(x, we, be, act1, act1_args, wd, bd, act2, act2_args, wp, bp)
         = x + conv1x1(act2(dwconv_kxk(act1(conv1x1(x, we, be)), wd, bd)), wp, bp)
           MobileNetV2's inverted residual: 1x1 expansion, depthwise k x k (stride 1, padding
@@ -47,6 +52,18 @@ def _act(t: torch.Tensor, act: str, act_args) -> torch.Tensor:
 def convfirst_block_reference(x, ws, bs, groups, we, be, act, act_args, wp, bp):
     k = ws.shape[-1]
     s = F.conv2d(x, ws, bs, 1, k // 2, 1, groups)
+    h = _act(F.conv2d(s, we, be), act, act_args)
+    return x + F.conv2d(h, wp, bp)
+
+
+def channel_norm(s, eps):
+    """Each pixel's channels of NCHW `s` normalized (layer norm over C, no affine)."""
+    return F.layer_norm(s.permute(0, 2, 3, 1), (s.shape[1],), None, None, eps).permute(0, 3, 1, 2)
+
+
+def convnext_block_reference(x, ws, bs, groups, eps, we, be, act, act_args, wp, bp):
+    k = ws.shape[-1]
+    s = channel_norm(F.conv2d(x, ws, bs, 1, k // 2, 1, groups), eps)
     h = _act(F.conv2d(s, we, be), act, act_args)
     return x + F.conv2d(h, wp, bp)
 
@@ -117,6 +134,20 @@ def _register() -> None:
 
     @convfirst_block.register_fake
     def _convfirst_fake(x, ws, bs, groups, we, be, act, act_args, wp, bp):
+        return torch.empty_like(x)
+
+    @torch.library.custom_op("fastc::convnext_block", mutates_args=())
+    def convnext_block(x: torch.Tensor, ws: torch.Tensor, bs: Optional[torch.Tensor], groups: int, eps: float,
+                       we: torch.Tensor, be: Optional[torch.Tensor], act: str, act_args: list[float],
+                       wp: torch.Tensor, bp: Optional[torch.Tensor]) -> torch.Tensor:
+        return convnext_block_reference(x, ws, bs, groups, eps, we, be, act, act_args, wp, bp)
+
+    @convnext_block.register_kernel("cuda")
+    def _convnext_cuda(x, *params):
+        return _on_cuda("convnext_block", convnext_block_reference, x, params)
+
+    @convnext_block.register_fake
+    def _convnext_fake(x, ws, bs, groups, eps, we, be, act, act_args, wp, bp):
         return torch.empty_like(x)
 
     @torch.library.custom_op("fastc::mbconv_block", mutates_args=())
@@ -190,6 +221,18 @@ def bind_onednn_layers(op: str, x_shape, params) -> "callable":
         steps = [(conv(ws, groups, "none", [], False, False, x_shape), bs),
                  (conv(we, 1, act, act_args, False, False, x_shape), be),
                  (conv(wp, 1, "none", [], True, True, (n, hidden, height, width)), bp)]
+    elif op == "convnext_block":
+        ws, bs, groups, eps, we, be, act, act_args, wp, bp = params
+        hidden = we.shape[0]
+        spatial = conv(ws, groups, "none", [], False, False, x_shape)
+        expand = conv(we, 1, act, act_args, False, False, x_shape)
+        project = conv(wp, 1, "none", [], True, True, (n, hidden, height, width))
+
+        def run_convnext(x):
+            s = spatial(x, None, bs)   # channels-last: each pixel's channels contiguous for the norm
+            s = F.layer_norm(s.permute(0, 2, 3, 1), (c,), None, None, eps).permute(0, 3, 1, 2)
+            return project(expand(s, None, be), None, bp, None, None, None, None, x)
+        return run_convnext
     elif op == "mbconv_block":
         we, be, act1, act1_args, wd, bd, act2, act2_args, wp, bp = params
         hidden = we.shape[0]
@@ -197,7 +240,8 @@ def bind_onednn_layers(op: str, x_shape, params) -> "callable":
                  (conv(wd, hidden, act2, act2_args, False, False, (n, hidden, height, width)), bd),
                  (conv(wp, 1, "none", [], True, True, (n, hidden, height, width)), bp)]
     else:
-        raise ValueError(f"unknown block op {op!r} (valid: convfirst_block, mbconv_block, mlp_block)")
+        raise ValueError(f"unknown block op {op!r} (valid: convfirst_block, convnext_block, mbconv_block, "
+                         "mlp_block)")
     (first, b_1), (second, b_2), (third, b_3) = steps
 
     def run_conv_block(x):

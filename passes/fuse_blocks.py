@@ -21,9 +21,10 @@ from .products import KEPT_META, match_product, product_operands
 
 aten = torch.ops.aten
 CONVFIRST = torch.ops.fastc.convfirst_block.default
+CONVNEXT = torch.ops.fastc.convnext_block.default
 MBCONV = torch.ops.fastc.mbconv_block.default
 MLP = torch.ops.fastc.mlp_block.default
-BLOCK_OPS = (CONVFIRST, MBCONV, MLP)
+BLOCK_OPS = (CONVFIRST, CONVNEXT, MBCONV, MLP)
 
 FLOATS = (torch.float32, torch.float16, torch.bfloat16)
 # Ops between a product and what reads it that change nothing but the shape: a linear layer on
@@ -39,6 +40,7 @@ class FuseBlocks(Pass):
 
         x + conv1x1(act(conv1x1(conv_kxk(x, groups=g))))              -> fastc.convfirst_block
         x + conv1x1(act2(dwconv_kxk(act1(conv1x1(x)))))               -> fastc.mbconv_block
+        x + g * permute(down(act(up(layer_norm(permute(conv_kxk(x)))))))  -> fastc.convnext_block
         x + down(act(up(norm(x))) [* gate(norm(x))])                  -> fastc.mlp_block
 
     Convolutions: weights and biases constants (BatchNorm folded before this pass), stride 1,
@@ -47,7 +49,10 @@ class FuseBlocks(Pass):
     views and N-D input reshapes; a clone between them, a dropout at inference, goes), the norm
     none, a layer norm over the last dimension, or an RMS norm spelled out (x * rsqrt(mean(x^2) +
     eps) * w), the gate a second product of the same normalized input multiplying the activated
-    one (SwiGLU). Activations: kernels.onednn.ACTIVATIONS. Legality: floating point (fp32, fp16,
+    one (SwiGLU). ConvNeXt: the k x k conv's output permuted channels-last, a layer norm over the
+    channels, two linear layers, permuted back, the layer scale g (a constant, before or after the
+    permute; optional); the norm's weight and bias are folded into the expansion and g into the
+    projection (new constants; exact up to float rounding). Activations: kernels.onednn.ACTIVATIONS. Legality: floating point (fp32, fp16,
     bf16), input and output of one shape and dtype, and no intermediate value read outside the
     block (so the rewrite is convex and nothing else sees what it removes); no op of the block has
     side effects. Exact up to float rounding. Which legal blocks become block ops is the choices
@@ -129,6 +134,21 @@ def _strip(node, reader: fx.Node | None = None):
     return node
 
 
+def _same_shape(a: fx.Node, b: fx.Node) -> bool:
+    """Whether two values have one shape: equal static sizes, or symbolic ones the shape
+    environment proves equal (((s**2) // s) is s)."""
+    ta, tb = _tensor(a), _tensor(b)
+    if ta is None or tb is None or len(ta.shape) != len(tb.shape):
+        return False
+    if ta.shape == tb.shape:
+        return True
+    va, vb = a.meta.get("val"), b.meta.get("val")
+    if not isinstance(va, torch.Tensor) or not isinstance(vb, torch.Tensor):
+        return False
+    from torch.fx.experimental.symbolic_shapes import statically_known_true
+    return all(statically_known_true(p == q) for p, q in zip(va.shape, vb.shape))
+
+
 def _floating(t: TensorType | None) -> bool:
     return t is not None and t.dtype in FLOATS
 
@@ -168,9 +188,9 @@ def _conv_block(add: fx.Node) -> Found | None:
         if not isinstance(p, fx.Node) or not isinstance(x, fx.Node) or not _only_reader(p, add):
             continue
         xt = _tensor(x)
-        if xt is None or xt.shape != out.shape or xt.dtype != out.dtype:
+        if xt is None or not _same_shape(x, add) or xt.dtype != out.dtype:
             continue
-        found = _convfirst(x, p) or _mbconv(x, p)
+        found = _convfirst(x, p) or _mbconv(x, p) or _convnext(x, p)
         if found is not None:
             return found
     return None
@@ -234,6 +254,91 @@ def _mbconv(x: fx.Node, p: fx.Node) -> Found | None:
     macs = 2 * channels * hidden + hidden * k * k
     return Found(MBCONV, x, [exp[1], exp[2], act1, act1_args, dw[1], dw[2], act2, act2_args, proj[1], proj[2]],
                  macs, hidden)
+
+
+def _convnext(x: fx.Node, v: fx.Node) -> Found | None:
+    """x + [g *] permute([g *] down(act(up(layer_norm(permute(conv_kxk(x)))))), [0, 3, 1, 2])."""
+    gamma, node = None, v
+
+    def scale(n):
+        if n.op == "call_function" and n.target is aten.mul.Tensor and len(n.args) == 2:
+            a, b = n.args
+            g, t = (a, b) if is_constant(a) else (b, a) if is_constant(b) else (None, None)
+            if g is not None and isinstance(t, fx.Node) and _only_reader(t, n):
+                return constant_value(g), t
+        return None, n
+    gamma, node = scale(node)
+    if node.op != "call_function" or node.target is not aten.permute.default or list(node.args[1]) != [0, 3, 1, 2]:
+        return None
+    inner_gamma, u = scale(node.args[0])
+    if inner_gamma is not None:
+        if gamma is not None:
+            return None
+        gamma = inner_gamma
+    if not isinstance(u, fx.Node) or not _only_reader(u, node if inner_gamma is None else _reader_of(u)):
+        return None
+    down = _linear(u)
+    if down is None or not _chain_below(u, down[0]):
+        return None
+    dnode, h, dm, db = down
+    if not _chain_below(dnode.args[dm.x_index], h) or not _only_reader(_below(dnode.args[dm.x_index], h), dnode):
+        return None
+    e, act, act_args = _through_act(h)
+    up = _linear(e)
+    if up is None or not _chain_below(e, up[0]):
+        return None
+    unode, n, um, ub = up
+    if not _reaches_only(n, {unode}):
+        return None
+    pp = n.args[0].args[0] if (n.op == "call_function" and n.target is operator.getitem and n.args[1] == 0
+                               and n.args[0].target is aten.native_layer_norm.default) else None
+    if pp is None or pp.target is not aten.permute.default or list(pp.args[1]) != [0, 2, 3, 1]:
+        return None
+    ln = n.args[0]
+    if not _only_reader(ln, n) or not _only_reader(pp, ln):
+        return None
+    shape, lw, lb, eps = ln.args[1:5]
+    c = pp.args[0]
+    spatial = _conv(c)
+    if spatial is None or spatial[0] is not x or not _only_reader(c, pp):
+        return None
+    channels = constant_value(spatial[1]).shape[0]
+    if list(shape) != [channels] or any(w is not None and not is_constant(w) for w in (lw, lb)):
+        return None
+    hidden = um.weight.shape[0]
+    if um.weight.shape[1] != channels or tuple(dm.weight.shape) != (channels, hidden):
+        return None
+    if gamma is not None and gamma.numel() != channels:
+        return None
+    k, g = spatial[4], spatial[3]
+    macs = channels * (channels // g) * k * k + 2 * channels * hidden
+    folds = (um, ub, lw, lb, dm, db, gamma)
+    return Found(CONVNEXT, x, [spatial[1], spatial[2], g, float(eps), folds, act, act_args], macs, hidden)
+
+
+def _reader_of(node: fx.Node) -> fx.Node:
+    users = [u for u in node.users if u.target is not aten.sym_size.int]
+    return users[0] if len(users) == 1 else None
+
+
+def _convnext_weights(gm: fx.GraphModule, folds, before: fx.Node) -> list:
+    """[we, be, wp, bp] constants with the layer norm's weight and bias folded into the expansion
+    (we' = W1 diag(lw), be' = b1 + W1 lb) and the layer scale into the projection (wp' = diag(g)
+    W2, bp' = g b2), as 1x1 convolution weights."""
+    um, ub, lw, lb, dm, db, gamma = folds
+    w1, w2 = um.weight.detach().clone(), dm.weight.detach().clone()
+    b1 = constant_value(ub).clone() if ub is not None else torch.zeros(w1.shape[0], dtype=w1.dtype)
+    b2 = constant_value(db).clone() if db is not None else torch.zeros(w2.shape[0], dtype=w2.dtype)
+    if lb is not None:
+        b1 = b1 + w1 @ constant_value(lb).to(w1.dtype)
+    if lw is not None:
+        w1 = w1 * constant_value(lw).to(w1.dtype)[None, :]
+    if gamma is not None:
+        g = gamma.reshape(-1).to(w2.dtype)
+        w2, b2 = w2 * g[:, None], b2 * g
+    values = (w1[:, :, None, None].contiguous(), b1, w2[:, :, None, None].contiguous(), b2)
+    return [add_constant(gm, t, hint=f"{before.name}_{part}", before=before)
+            for t, part in zip(values, ("expand_weight", "expand_bias", "project_weight", "project_bias"))]
 
 
 # -- the transformer MLP block ----------------------------------------------------------------
@@ -300,7 +405,7 @@ def _mlp_block(gm: fx.GraphModule, add: fx.Node) -> Found | None:
         if not isinstance(v, fx.Node) or not isinstance(x, fx.Node) or not _only_reader(v, add):
             continue
         xt = _tensor(x)
-        if xt is None or xt.shape != out.shape or xt.dtype != out.dtype:
+        if xt is None or not _same_shape(x, add) or xt.dtype != out.dtype:
             continue
         found = _mlp(x, v, add)
         if found is not None:
@@ -404,6 +509,11 @@ def _rewrite(gm: fx.GraphModule, add: fx.Node, found: Found) -> None:
     for a in found.args:
         if hasattr(a, "weight") and hasattr(a, "weight_node"):   # a ProductMatch: its (out, in) weight
             a = _weight_constant(gm, a, add)
+        if isinstance(a, tuple):   # ConvNeXt's layers to fold: [we, be, act, act_args, wp, bp] follow
+            we, be, wp, bp = _convnext_weights(gm, a, add)
+            rest = found.args[found.args.index(a) + 1:]
+            args += [we, be, *rest, wp, bp]
+            break
         args.append(a)
     with gm.graph.inserting_before(add):
         new = gm.graph.create_node("call_function", found.op, tuple(args), name=f"{add.name}_block")

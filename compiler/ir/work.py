@@ -106,7 +106,7 @@ def op_flops(node: fx.Node) -> int | None:
 
 
 _CONV2D_ACT, _LINEAR_ACT = "fastc.conv2d_act", "fastc.linear_act"
-_BLOCKS = ("fastc.convfirst_block", "fastc.mbconv_block", "fastc.mlp_block")
+_BLOCKS = ("fastc.convfirst_block", "fastc.convnext_block", "fastc.mbconv_block", "fastc.mlp_block")
 
 
 def _block_flops(node: fx.Node, name: str) -> int | None:

@@ -112,3 +112,37 @@ graph @read_outside(%x: f32[1, 2, 3, 3]) {
   %y: f32[1, 2, 3, 3] = aten.add.Tensor(%x, %p)
   return (%y, %h)
 }
+
+# -----
+# ConvNeXt as HF writes it: depthwise 7x7, permute channels-last, layer norm, two linear layers
+# with GELU, the layer scale, permute back, the input added. The norm's affine folds into the
+# expansion and the layer scale into the projection: four new constants.
+# CHECK-LABEL: graph @convnext
+# CHECK: %y_block: f32[1, 4, 3, 3] = fastc.convnext_block.default(%x, %wd, %bd, 4, 1e-06, %y_expand_weight, %y_expand_bias, "gelu", [], %y_project_weight, %y_project_bias)
+# CHECK-NOT: aten.
+graph @convnext(%x: f32[1, 4, 3, 3]) {
+  %wd: f32[4, 1, 7, 7] = const dense<[0.25]>
+  %bd: f32[4] = const dense<[0.5]>
+  %lw: f32[4] = const dense<[1.5]>
+  %lb: f32[4] = const dense<[0.25]>
+  %w1: f32[4, 16] = const dense<[0.5]>
+  %b1: f32[16] = const dense<[0.1]>
+  %w2: f32[16, 4] = const dense<[-0.5]>
+  %b2: f32[4] = const dense<[0.2]>
+  %g: f32[4] = const dense<[0.01]>
+  %c: f32[1, 4, 3, 3] = aten.convolution.default(%x, %wd, %bd, [1, 1], [3, 3], [1, 1], false, [0, 0], 4)
+  %p: f32[1, 3, 3, 4] = aten.permute.default(%c, [0, 2, 3, 1])
+  %ln: (f32[1, 3, 3, 4], f32[1, 3, 3, 1], f32[1, 3, 3, 1]) = aten.native_layer_norm.default(%p, [4], %lw, %lb, 1e-06)
+  %n: f32[1, 3, 3, 4] = getitem(%ln, 0)
+  %v1: f32[9, 4] = aten.view.default(%n, [9, 4])
+  %m1: f32[9, 16] = aten.addmm.default(%b1, %v1, %w1)
+  %u1: f32[1, 3, 3, 16] = aten.view.default(%m1, [1, 3, 3, 16])
+  %a: f32[1, 3, 3, 16] = aten.gelu.default(%u1)
+  %v2: f32[9, 16] = aten.view.default(%a, [9, 16])
+  %m2: f32[9, 4] = aten.addmm.default(%b2, %v2, %w2)
+  %u2: f32[1, 3, 3, 4] = aten.view.default(%m2, [1, 3, 3, 4])
+  %s: f32[1, 3, 3, 4] = aten.mul.Tensor(%g, %u2)
+  %q: f32[1, 4, 3, 3] = aten.permute.default(%s, [0, 3, 1, 2])
+  %y: f32[1, 4, 3, 3] = aten.add.Tensor(%x, %q)
+  return (%y,)
+}

@@ -21,6 +21,7 @@ from fastc_eval.frozen_graph import capture
 
 CONVFIRST = torch.ops.fastc.convfirst_block.default
 MBCONV = torch.ops.fastc.mbconv_block.default
+CONVNEXT = torch.ops.fastc.convnext_block.default
 MLP = torch.ops.fastc.mlp_block.default
 
 
@@ -53,6 +54,24 @@ class InvertedResidual(nn.Module):
 
     def forward(self, x):
         return x + self.body(x)
+
+
+class ConvNextBlock(nn.Module):
+    """torchvision's CNBlock: the layer scale (C, 1, 1) after the permute back."""
+
+    def __init__(self, c: int = 16):
+        super().__init__()
+        self.dw = nn.Conv2d(c, c, 7, padding=3, groups=c)
+        self.norm, self.up, self.down = nn.LayerNorm(c, eps=1e-6), nn.Linear(c, 4 * c), nn.Linear(4 * c, c)
+        self.layer_scale = nn.Parameter(torch.rand(c, 1, 1) + 0.5)
+        with torch.no_grad():
+            self.norm.weight.uniform_(0.5, 1.5)
+            self.norm.bias.uniform_(-0.5, 0.5)
+
+    def forward(self, x):
+        h = self.dw(x).permute(0, 2, 3, 1)
+        h = self.down(F.gelu(self.up(self.norm(h)))).permute(0, 3, 1, 2)
+        return self.layer_scale * h + x
 
 
 class PreNormMlp(nn.Module):
@@ -90,6 +109,7 @@ CASES = {  # name -> (model, input, the block op it becomes)
     "convfirst": (lambda: ConvFirst(), lambda: torch.randn(2, 16, 6, 6), CONVFIRST),
     "convfirst-7x7-depthwise": (lambda: ConvFirst(c=8, groups=8, k=7), lambda: torch.randn(2, 8, 7, 7), CONVFIRST),
     "mbconv": (lambda: InvertedResidual(), lambda: torch.randn(2, 8, 5, 5), MBCONV),
+    "convnext": (lambda: ConvNextBlock(), lambda: torch.randn(2, 16, 6, 6), CONVNEXT),
     "pre-norm-mlp": (lambda: PreNormMlp(), lambda: torch.randn(2, 5, 16), MLP),
     "swiglu": (lambda: SwiGlu(), lambda: torch.randn(3, 4, 16), MLP),
     "post-norm-mlp": (lambda: PostNormMlp(), lambda: torch.randn(2, 5, 16), MLP),
@@ -121,7 +141,7 @@ def test_each_block_form_becomes_one_op_equal_to_before(name):
     assert make_pass("fuse-blocks").run(gm, PassContext()) == 1
     make_pass("dead-code").run(gm, PassContext())
     gm.recompile()
-    assert [n.target for n in gm.graph.nodes if n.target in (CONVFIRST, MBCONV, MLP)] == [op]
+    assert [n.target for n in gm.graph.nodes if n.target in (CONVFIRST, CONVNEXT, MBCONV, MLP)] == [op]
     assert not any(n.target in (torch.ops.aten.convolution.default, torch.ops.aten.mm.default,
                                 torch.ops.aten.addmm.default) for n in gm.graph.nodes)
     torch.testing.assert_close(gm(x)[0], before, rtol=1e-5, atol=1e-5)
@@ -178,7 +198,7 @@ def test_the_choices_object_decides_which_legal_blocks_fuse():
 # -- through torch.compile ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("name", ["convfirst", "mbconv", "swiglu", "post-norm-mlp"])
+@pytest.mark.parametrize("name", ["convfirst", "convnext", "mbconv", "swiglu", "post-norm-mlp"])
 def test_compiled_equals_eager_with_and_without_the_pass(fresh, name, dtype):
     model, x, op = _case(name)
     model, x = model.to(dtype), x.to(dtype)
@@ -210,7 +230,7 @@ def test_measured_choice_picks_one_implementation_per_block(fresh, monkeypatch):
     assert len(picks) == 1 and set(picks.values()) <= set(block_calls.candidates("convfirst_block"))
 
 
-@pytest.mark.parametrize("name", ["convfirst", "mbconv", "pre-norm-mlp", "swiglu"])
+@pytest.mark.parametrize("name", ["convfirst", "convnext", "mbconv", "pre-norm-mlp", "swiglu"])
 def test_onednn_layers_equal_the_reference(name):
     model, x, op = _case(name)
     gm = capture(model, (x,))
@@ -228,7 +248,8 @@ def test_onednn_layers_equal_the_reference(name):
 # -- zoo models with blocks: with and without the pass ---------------------------------------------
 
 BLOCK_MODELS = {"convfirst": "fastc.convfirst_block.default", "mobilenet_v2": "fastc.mbconv_block.default",
-                "llama": "fastc.mlp_block.default", "vit": "fastc.mlp_block.default"}
+                "llama": "fastc.mlp_block.default", "vit": "fastc.mlp_block.default",
+                "convnext": "fastc.convnext_block.default"}
 
 
 @pytest.mark.parametrize("name", list(BLOCK_MODELS))
