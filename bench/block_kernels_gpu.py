@@ -1,6 +1,7 @@
 """Triton block kernels (kernels/block_triton.py) against the blocks' per-layer ATen ops on a CUDA GPU.
 
-For ConvNeXt-style convfirst blocks, MobileNetV2 inverted residuals (mbconv) and transformer MLP
+For ConvNeXt-T blocks (convnext_block: depthwise 7x7, per-pixel channel norm, x4 gelu MLP),
+a ConvFirst block (convfirst_block), MobileNetV2 inverted residuals (mbconv) and transformer MLP
 blocks at model sizes, in float32 and float16, it first checks the Triton kernel against the
 reference (the block's ATen ops one by one, kernels/blocks.py), then times both with
 triton.testing.do_bench (median ms) and prints a markdown table headed by the GPU's name
@@ -22,11 +23,14 @@ from pathlib import Path
 import torch
 
 # (name, op, problem options)
-CONVNEXT = dict(k=7, expand=4, act="gelu")
+CONVNEXT = dict(k=7, expand=4, act="gelu", eps=1e-6)
 PROBLEMS = [
-    ("ConvNeXt-T stage 1 (C96 56x56 dw7 x4 gelu)", "convfirst_block", dict(c=96, hw=56, groups=96, **CONVNEXT)),
-    ("ConvNeXt-T stage 2 (C192 28x28 dw7 x4 gelu)", "convfirst_block", dict(c=192, hw=28, groups=192, **CONVNEXT)),
-    ("ConvNeXt-T stage 3 (C384 14x14 dw7 x4 gelu)", "convfirst_block", dict(c=384, hw=14, groups=384, **CONVNEXT)),
+    ("ConvNeXt-T stage 1 (C96 56x56 dw7 norm x4 gelu)", "convnext_block", dict(c=96, hw=56, groups=96, **CONVNEXT)),
+    ("ConvNeXt-T stage 2 (C192 28x28 dw7 norm x4 gelu)", "convnext_block",
+     dict(c=192, hw=28, groups=192, **CONVNEXT)),
+    ("ConvNeXt-T stage 3 (C384 14x14 dw7 norm x4 gelu)", "convnext_block",
+     dict(c=384, hw=14, groups=384, **CONVNEXT)),
+    ("ConvNeXt-T stage 4 (C768 7x7 dw7 norm x4 gelu)", "convnext_block", dict(c=768, hw=7, groups=768, **CONVNEXT)),
     ("ConvFirst g4 (C64 28x28 k3 x4 relu)", "convfirst_block",
      dict(c=64, hw=28, groups=4, k=3, expand=4, act="relu")),
     ("MobileNetV2 (C24 56x56 x6 relu6)", "mbconv_block", dict(c=24, hw=56, k=3, expand=6, act="hardtanh6")),
@@ -41,7 +45,7 @@ PROBLEMS = [
     ("SwiGLU MLP (D1024 H2816 rms silu gate, 512 tokens)", "mlp_block",
      dict(d=1024, hidden=2816, tokens=512, norm="rms", act="silu", gate=True)),
 ]
-QUICK = {0, 4, 10}
+QUICK = {0, 5, 11}
 
 
 def build(op, opts, batch, dtype, device):
@@ -64,11 +68,13 @@ def build(op, opts, batch, dtype, device):
         return x, params
     c, hw, k, hid = opts["c"], opts["hw"], opts["k"], opts["c"] * opts["expand"]
     x = r(batch, c, hw, hw)
-    if op == "convfirst_block":
+    if op in ("convfirst_block", "convnext_block"):
         g = opts["groups"]
         params = [r(c, c // g, k, k, scale=(c // g * k * k) ** -0.5), r(c, scale=0.1), g,
                   r(hid, c, 1, 1, scale=c ** -0.5), r(hid, scale=0.1), act, act_args,
                   r(c, hid, 1, 1, scale=hid ** -0.5), r(c, scale=0.1)]
+        if op == "convnext_block":
+            params.insert(3, opts["eps"])
     else:
         params = [r(hid, c, 1, 1, scale=c ** -0.5), r(hid, scale=0.1), act, act_args,
                   r(hid, 1, k, k, scale=1.0 / k), r(hid, scale=0.1), act, act_args,

@@ -1,7 +1,8 @@
 """Whole residual blocks (kernels/blocks.py) as one Triton kernel each.
 
-    triton_block(op, x, *params)   op in convfirst_block / mbconv_block / mlp_block; params are
-                                   the custom op's arguments after x; returns a new tensor like x
+    triton_block(op, x, *params)   op in convfirst_block / convnext_block / mbconv_block /
+                                   mlp_block; params are the custom op's arguments after x;
+                                   returns a new tensor like x
     check_supported(op, x_shape, dtype, params)   raises BlockUnsupported (no launch)
     compile_offline(op, x, *params, arch=90)      Triton's real compiler down to cubin, for a GPU
                                                   this machine may not have (tensors may be meta)
@@ -18,6 +19,9 @@ block ever reaches global memory:
   convolution of the tile is a loop over in-group channels and taps with masked gathers (zero
   padding at the borders) into a [C, BLOCK_P] accumulator; then per hidden chunk
   hid = act(We[chunk] @ s + be) ([BLOCK_H, BLOCK_P]) and acc[C, BLOCK_P] += Wp[:, chunk] @ hid.
+- convnext_block: the convfirst kernel (constexpr NORM on) with each pixel's channels of s
+  normalized in registers before the expansion: mean and biased variance over the C real rows of
+  the [BLOCK_C, BLOCK_P] tile (the padded rows masked out), s = (s - mean) * rsqrt(var + eps).
 - mbconv_block: one program per (tile of pixels, image). Per hidden chunk, the depthwise k x k
   convolution needs the expanded hidden at the tile's pixels shifted by each tap; it is
   recomputed per tap (expand + act1 at the shifted pixels, zeroed outside the image): k * k
@@ -28,9 +32,10 @@ Works on CUDA tensors and, with TRITON_INTERPRET=1 set before triton is imported
 (there bf16 products are widened to fp32: Triton 3.9's interpreter computes bf16 tl.dot wrong).
 
 Limits (BlockUnsupported): mlp feature size <= 1024; conv blocks <= 512 channels, square odd
-kernels <= 15, a convfirst k x k conv that keeps the channel count; one dtype (fp32 / fp16 /
-bf16) for x and every parameter; int32 indexing (< 2**31 elements). The convolution in
-convfirst_block is scalar FMAs (no tl.dot), so a dense (groups=1) k x k conv is slow there.
+kernels <= 15, a convfirst / convnext k x k conv that keeps the channel count; one dtype
+(fp32 / fp16 / bf16) for x and every parameter; int32 indexing (< 2**31 elements). The
+convolution in convfirst_block / convnext_block is scalar FMAs (no tl.dot), so a dense
+(groups=1) k x k conv is slow there.
 """
 from __future__ import annotations
 
@@ -43,7 +48,7 @@ import triton.language as tl
 NORMS = ("none", "layer", "rms")   # kernels.blocks.NORMS (blocks imports this module for its CUDA kernels)
 from fastc.kernels.onednn import ACTIVATIONS
 
-OPS = ("convfirst_block", "mbconv_block", "mlp_block")
+OPS = ("convfirst_block", "convnext_block", "mbconv_block", "mlp_block")
 ACT_CODES = {"none": 0, "relu": 1, "hardtanh": 2, "gelu": 3, "gelu-tanh": 4, "silu": 5, "sigmoid": 6,
              "tanh": 7, "hardswish": 8}
 NORM_CODES = {"none": 0, "layer": 1, "rms": 2}
@@ -164,8 +169,8 @@ def _mlp_block_kernel(x_ptr, nw_ptr, nb_ptr, w1_ptr, b1_ptr, w3_ptr, b3_ptr, w2_
 # -- convfirst_block ----------------------------------------------------------------------------
 @triton.jit
 def _convfirst_block_kernel(x_ptr, ws_ptr, bs_ptr, we_ptr, be_ptr, wp_ptr, bp_ptr, y_ptr,
-                            C, H, W, HID, lo, hi,
-                            CPG: tl.constexpr, OPG: tl.constexpr, KSIZE: tl.constexpr,
+                            C, H, W, HID, eps, lo, hi,
+                            CPG: tl.constexpr, OPG: tl.constexpr, KSIZE: tl.constexpr, NORM: tl.constexpr,
                             HAS_BS: tl.constexpr, HAS_BE: tl.constexpr, HAS_BP: tl.constexpr,
                             ACT: tl.constexpr, DOT: tl.constexpr, BLOCK_C: tl.constexpr,
                             BLOCK_P: tl.constexpr, BLOCK_H: tl.constexpr):
@@ -196,6 +201,13 @@ def _convfirst_block_kernel(x_ptr, ws_ptr, bs_ptr, we_ptr, be_ptr, wp_ptr, bp_pt
             s += wv.to(tl.float32)[:, None] * xv
     if HAS_BS:
         s += tl.load(bs_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)[:, None]
+    if NORM:
+        # convnext_block: each pixel's C channels to mean 0, variance 1 (biased, as layer_norm);
+        # the padded channel rows stay out of both sums and come out zero.
+        mean = tl.sum(s, axis=0) / C                 # padded rows of s are zero
+        sc = tl.where(mask_c[:, None], s - mean[None, :], 0.0)
+        var = tl.sum(sc * sc, axis=0) / C
+        s = sc * tl.rsqrt(var + eps)[None, :]
     s_op = s.to(y_ptr.dtype.element_ty)
 
     acc = tl.zeros((BLOCK_C, BLOCK_P), dtype=tl.float32)
@@ -367,30 +379,36 @@ def check_supported(op: str, x_shape, dtype: torch.dtype, params) -> None:
         raise BlockUnsupported(f"{op}: {c} channels > {MAX_C} (the [C, pixels] accumulators live in registers)")
     if n > 65535:
         raise BlockUnsupported(f"{op}: batch {n} > 65535 (grid axis 1)")
-    if op == "convfirst_block":
-        if len(params) != 9:
-            raise BlockUnsupported(f"convfirst_block takes 9 arguments after x, got {len(params)}")
-        ws, bs, groups, we, be, act, act_args, wp, bp = params
+    if op in ("convfirst_block", "convnext_block"):
+        want = 9 if op == "convfirst_block" else 10
+        if len(params) != want:
+            raise BlockUnsupported(f"{op} takes {want} arguments after x, got {len(params)}")
+        if op == "convnext_block":
+            ws, bs, groups, eps, we, be, act, act_args, wp, bp = params
+            if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps >= 0.0:
+                raise BlockUnsupported(f"convnext_block: eps {eps!r} is not a non-negative number")
+        else:
+            ws, bs, groups, we, be, act, act_args, wp, bp = params
         if not isinstance(ws, torch.Tensor) or ws.dim() != 4:
-            raise BlockUnsupported(f"convfirst_block: ws {_shape(ws)} is not a conv weight (out, in/groups, k, k)")
+            raise BlockUnsupported(f"{op}: ws {_shape(ws)} is not a conv weight (out, in/groups, k, k)")
         groups = int(groups)
         k = ws.shape[-1]
         if ws.shape[-2] != k or k % 2 == 0 or k > MAX_KSIZE:
-            raise BlockUnsupported(f"convfirst_block: kernel {tuple(ws.shape[2:])}: only square odd k x k up to "
+            raise BlockUnsupported(f"{op}: kernel {tuple(ws.shape[2:])}: only square odd k x k up to "
                                    f"{MAX_KSIZE} (padding k // 2 keeps the size)")
         if groups < 1 or c % groups:
-            raise BlockUnsupported(f"convfirst_block: groups={groups} does not divide {c} channels")
+            raise BlockUnsupported(f"{op}: groups={groups} does not divide {c} channels")
         if ws.shape[0] != c:
-            raise BlockUnsupported(f"convfirst_block: the k x k conv makes {ws.shape[0]} channels; the kernel "
+            raise BlockUnsupported(f"{op}: the k x k conv makes {ws.shape[0]} channels; the kernel "
                                    f"takes only as many as x's ({c})")
         _check_tensor("ws", ws, dtype, (c, c // groups, k, k))
         _check_tensor("bs", bs, dtype, (c,))
-        _check_act(act, act_args, "convfirst_block")
+        _check_act(act, act_args, op)
         _check_1x1("we", we)
         _check_1x1("wp", wp)
         hid = we.shape[0]
         if hid == 0:
-            raise BlockUnsupported("convfirst_block: empty hidden dimension")
+            raise BlockUnsupported(f"{op}: empty hidden dimension")
         _check_tensor("we", we, dtype, (hid, c, 1, 1))
         _check_tensor("be", be, dtype, (hid,))
         _check_tensor("wp", wp, dtype, (c, hid, 1, 1))
@@ -463,14 +481,19 @@ def _plan(op: str, x: torch.Tensor, params, y: torch.Tensor, config: dict | None
         block_h = config.pop("BLOCK_H", 32 if block_c <= 256 else 16)
         num_warps = config.pop("num_warps", 8 if block_c >= 256 else 4)
         num_stages = config.pop("num_stages", 1 if block_c * x.element_size() >= 2048 else 2)
-        if op == "convfirst_block":
-            ws, bs, groups, we, be, act, act_args, wp, bp = params
+        if op in ("convfirst_block", "convnext_block"):
+            if op == "convnext_block":
+                ws, bs, groups, eps, we, be, act, act_args, wp, bp = params
+            else:
+                ws, bs, groups, we, be, act, act_args, wp, bp = params
+                eps = 0.0
             groups = int(groups)
             lo, hi = _act_scalars(act, act_args)
             hid = we.shape[0]
             args = dict(x_ptr=x, ws_ptr=ptr(ws), bs_ptr=ptr(bs), we_ptr=ptr(we), be_ptr=ptr(be), wp_ptr=ptr(wp),
-                        bp_ptr=ptr(bp), y_ptr=y, C=c, H=h, W=w, HID=hid, lo=lo, hi=hi)
-            constexprs = dict(CPG=c // groups, OPG=c // groups, KSIZE=ws.shape[-1], HAS_BS=bs is not None,
+                        bp_ptr=ptr(bp), y_ptr=y, C=c, H=h, W=w, HID=hid, eps=float(eps), lo=lo, hi=hi)
+            constexprs = dict(CPG=c // groups, OPG=c // groups, KSIZE=ws.shape[-1], NORM=op == "convnext_block",
+                              HAS_BS=bs is not None,
                               HAS_BE=be is not None, HAS_BP=bp is not None, ACT=ACT_CODES[act], DOT=dot,
                               BLOCK_C=block_c, BLOCK_P=block_p, BLOCK_H=block_h)
             kernel = _convfirst_block_kernel

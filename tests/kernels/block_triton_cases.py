@@ -37,6 +37,17 @@ CASES = {
                              dict(n=2, c=16, hw=(6, 6), groups=4, k=3, expand=4, act="gelu"), None),
     "convfirst_dw_k7_bf16": ("convfirst_block", "bfloat16",
                              dict(n=2, c=16, hw=(6, 6), groups=16, k=7, expand=4, act="relu"), None),
+    "convnext_dw_k7": ("convnext_block", "float32",
+                       dict(n=2, c=16, hw=(6, 6), groups=16, k=7, expand=4, act="gelu"), None),
+    "convnext_dw_k7_fp16": ("convnext_block", "float16",
+                            dict(n=2, c=16, hw=(6, 6), groups=16, k=7, expand=4, act="gelu"), None),
+    "convnext_dw_k3_c24": ("convnext_block", "float32",
+                           dict(n=2, c=24, hw=(5, 5), groups=24, k=3, expand=4, act="gelu"), None),
+    "convnext_g3_k5_c12_nobias_tiles": ("convnext_block", "float32",
+                                        dict(n=1, c=12, hw=(5, 7), groups=3, k=5, expand=3, act="silu",
+                                             bias=False, eps=1e-3), {"BLOCK_P": 16, "BLOCK_H": 16}),
+    "convnext_dw_k3_c24_bf16": ("convnext_block", "bfloat16",
+                                dict(n=2, c=24, hw=(5, 5), groups=24, k=3, expand=4, act="gelu"), None),
     "mbconv_relu6_4x4": ("mbconv_block", "float32",
                          dict(n=2, c=16, hw=(4, 4), k=3, expand=4, act1="hardtanh", act1_args=[0.0, 6.0],
                               act2="hardtanh", act2_args=[0.0, 6.0]), None),
@@ -71,6 +82,15 @@ OFFLINE = {
        for dt in ("float32", "float16")},
     **{f"convfirst_dw_k7_{dt}": ("convfirst_block", dt,
                                  dict(n=8, c=96, hw=(56, 56), groups=96, k=7, expand=4, act="gelu"))
+       for dt in ("float32", "float16")},
+    **{f"convnext_{dt}": ("convnext_block", dt,
+                          dict(n=2, c=24, hw=(5, 5), groups=24, k=3, expand=4, act="gelu"))
+       for dt in ("float32", "float16")},
+    **{f"convnext_t_stage1_{dt}": ("convnext_block", dt,
+                                   dict(n=8, c=96, hw=(56, 56), groups=96, k=7, expand=4, act="gelu"))
+       for dt in ("float32", "float16")},
+    **{f"convnext_t_stage3_{dt}": ("convnext_block", dt,
+                                   dict(n=8, c=384, hw=(14, 14), groups=384, k=7, expand=4, act="gelu"))
        for dt in ("float32", "float16")},
     **{f"mbconv_{dt}": ("mbconv_block", dt,
                         dict(n=2, c=16, hw=(4, 4), k=3, expand=4, act1="hardtanh", act1_args=[0.0, 6.0],
@@ -111,12 +131,14 @@ def build(op, dtype, opts, device="cpu", seed=0):
         params = [norm, norm_w, norm_b, 1e-5, r(hid, d, scale=d ** -0.5), b(hid),
                   r(hid, d, scale=d ** -0.5) if gate else None, b(hid) if gate else None,
                   opts["act"], _act_args(opts["act"]), r(d, hid, scale=hid ** -0.5), b(d)]
-    elif op == "convfirst_block":
+    elif op in ("convfirst_block", "convnext_block"):
         c, groups, k, hid = opts["c"], opts["groups"], opts["k"], opts["c"] * opts["expand"]
         x = r(opts["n"], c, *opts["hw"])
         fan = c // groups * k * k
         params = [r(c, c // groups, k, k, scale=fan ** -0.5), b(c), groups, r(hid, c, 1, 1, scale=c ** -0.5), b(hid),
                   opts["act"], _act_args(opts["act"]), r(c, hid, 1, 1, scale=hid ** -0.5), b(c)]
+        if op == "convnext_block":
+            params.insert(3, opts.get("eps", 1e-6))
     else:
         c, k, hid = opts["c"], opts["k"], opts["c"] * opts["expand"]
         x = r(opts["n"], c, *opts["hw"])

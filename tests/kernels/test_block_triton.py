@@ -93,6 +93,7 @@ def _refusals():
     mlp = _problem("mlp_rms_silu_gate")
     conv = _problem("convfirst_g4_k3")
     mb = _problem("mbconv_relu6_4x4")
+    nx = _problem("convnext_dw_k3_c24")
 
     def with_param(problem, index, value):
         op, x, params = problem
@@ -115,6 +116,10 @@ def _refusals():
         "conv_out_channels": (with_param(conv, 0, _meta(32, 4, 3, 3)), "channels"),
         "too_many_channels": (_problem("convfirst_dw_k7", c=1024, groups=1024), "1024 channels"),
         "conv_x_not_nchw": (("convfirst_block", _meta(2, 16, 36), conv[2]), "NCHW"),
+        "convnext_arity": (("convnext_block", nx[1], nx[2][:3] + nx[2][4:]), "arguments"),
+        "convnext_eps": (with_param(nx, 3, "tiny"), "eps"),
+        "convnext_even_kernel": (_problem("convnext_dw_k3_c24", k=4), "odd"),
+        "convnext_out_channels": (with_param(nx, 0, _meta(48, 1, 3, 3)), "channels"),
         "mbconv_not_depthwise": (with_param(mb, 4, _meta(64, 2, 3, 3)), "wd"),
         "mbconv_expand_not_1x1": (with_param(mb, 0, _meta(64, 16, 3, 3)), "1x1"),
     }
