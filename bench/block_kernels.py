@@ -21,7 +21,8 @@ import time
 import torch
 
 from fastc.kernels.block_cpu import compile_block
-from fastc.kernels.blocks import convfirst_block_reference, mbconv_block_reference, mlp_block_reference
+from fastc.kernels.blocks import (bind_onednn_layers, convfirst_block_reference, convnext_block_reference,
+                                  mbconv_block_reference, mlp_block_reference)
 from fastc.kernels.onednn import PackedConv, PackedLinear
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,6 +57,20 @@ def convfirst(N, C, H, W, k, g, e, act="gelu", act_args=()):
         return cp(h, bp, x, "none", [], False)
     return (f"ConvFirst C={C} g={g} k={k} x{e} {H}x{W} N={N}", x,
             lambda x: convfirst_block_reference(x, *params), onednn, compile_block("convfirst_block", x.shape, params))
+
+
+def convnext(N, C, H, W, k=7, e=4, act="gelu", eps=1e-6):
+    """ConvNeXt's block (depthwise k x k, channel norm, expansion, projection); oneDNN: the layers
+    one by one as fastc runs them without the block op (blocks.bind_onednn_layers)."""
+    x = torch.randn(N, C, H, W)
+    hid = C * e
+    ws, bs = torch.randn(C, 1, k, k) * 0.2, torch.randn(C) * 0.1
+    we, be = torch.randn(hid, C, 1, 1) * 0.1, torch.randn(hid) * 0.1
+    wp, bp = torch.randn(C, hid, 1, 1) * 0.1, torch.randn(C) * 0.1
+    params = (ws, bs, C, eps, we, be, act, [], wp, bp)
+    return (f"ConvNeXt C={C} dw k={k} x{e} {H}x{W} N={N}", x,
+            lambda x: convnext_block_reference(x, *params), bind_onednn_layers("convnext_block", x.shape, params),
+            compile_block("convnext_block", x.shape, params))
 
 
 def mbconv(N, C, H, W, e, k=3):
@@ -105,6 +120,8 @@ def problems(only: str | None):
         lambda: convfirst(8, 32, 16, 16, 3, 8, 4),
         lambda: convfirst(8, 64, 8, 8, 3, 8, 4),
         lambda: convfirst(8, 64, 14, 14, 7, 64, 4),
+        lambda: convnext(8, 64, 14, 14),
+        lambda: convnext(8, 96, 8, 8),
         lambda: mbconv(8, 24, 8, 8, 6),
         lambda: mbconv(8, 32, 4, 4, 6),
         lambda: mbconv(8, 64, 2, 2, 6),

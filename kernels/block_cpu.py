@@ -1,9 +1,13 @@
 """Native CPU block kernels: a whole residual block (kernels/blocks.py's convfirst_block,
-mbconv_block, mlp_block) as one generated, vectorised, tiled loop nest (block_cpu_ir.py),
+convnext_block, mbconv_block, mlp_block) as one generated, vectorised, tiled loop nest (block_cpu_ir.py),
 JIT-compiled by LLVM through torch-mlir's ExecutionEngine (opt level 3, host CPU).
 
     run = compile_block("convfirst_block", x.shape, (ws, bs, groups, we, be, act, act_args, wp, bp))
     out = run(x)
+
+convnext_block is convfirst_block's loop nest with each pixel's channels normalized in the band's
+local buffer between the k x k conv and the expansion (two passes over the C rows, mean then
+centred variance, vectorised along pixels).
 
 The work is split in chunks (an image's band of rows; a tile of rows for mlp_block), each
 computed start to end in L1/L2-sized local buffers; the chunks run on torch's own libgomp pool
@@ -29,7 +33,7 @@ from . import block_cpu_ir as ir_
 from .block_cpu_ir import MR, Unsupported
 
 OPT_LEVEL = 3
-OPS = ("convfirst_block", "mbconv_block", "mlp_block")
+OPS = ("convfirst_block", "convnext_block", "mbconv_block", "mlp_block")
 
 
 class BlockUnsupported(ValueError):
@@ -178,9 +182,26 @@ def _conv_weight(w, what: str, shape: tuple) -> torch.Tensor:
 def _prepare_convfirst(x_shape, params):
     if len(params) != 9:
         raise BlockUnsupported(f"block kernel: convfirst_block takes 9 parameters after x, got {len(params)}")
-    ws, bs, groups, we, be, act, act_args, wp, bp = params
+    return _prepare_kxk_first("convfirst_block", x_shape, *params, eps=None)
+
+
+def _prepare_convnext(x_shape, params):
+    if len(params) != 10:
+        raise BlockUnsupported(f"block kernel: convnext_block takes 10 parameters after x, got {len(params)}")
+    ws, bs, groups, eps, we, be, act, act_args, wp, bp = params
+    try:
+        eps = float(eps)
+    except (TypeError, ValueError):
+        raise BlockUnsupported(f"block kernel: convnext_block's eps must be a float, got {eps!r}") from None
+    if not eps >= 0.0 or eps == float("inf"):
+        raise BlockUnsupported(f"block kernel: convnext_block's eps must be finite and >= 0, got {eps}")
+    return _prepare_kxk_first("convnext_block", x_shape, ws, bs, groups, we, be, act, act_args, wp, bp, eps=eps)
+
+
+def _prepare_kxk_first(op, x_shape, ws, bs, groups, we, be, act, act_args, wp, bp, eps):
+    """convfirst_block (eps None) or convnext_block (the per-pixel channel norm with eps)."""
     if len(x_shape) != 4:
-        raise BlockUnsupported(f"block kernel: convfirst_block takes NCHW x, got shape {tuple(x_shape)}")
+        raise BlockUnsupported(f"block kernel: {op} takes NCHW x, got shape {tuple(x_shape)}")
     N, C, H, W = x_shape
     groups = int(groups)
     if groups < 1 or C % groups:
@@ -196,11 +217,11 @@ def _prepare_convfirst(x_shape, params):
     hidden = we.shape[0]
     _conv_weight(wp, "wp", (C, hidden, 1, 1))
     act_args = _act_args(act_args)
-    key = ("convfirst_block", tuple(x_shape), k, groups, hidden, act, act_args, _threads())
+    key = (op, tuple(x_shape), k, groups, hidden, act, act_args, eps, _threads())
     args = [ws.reshape(-1), _bias(bs, C, C, "bs"), _panels(we.reshape(hidden, C), MR),
             _bias(be, hidden, _round(hidden, MR), "be"), _panels(_f32(wp, "wp").reshape(C, hidden), MR),
             _bias(bp, C, _round(C, MR), "bp")]
-    return key, (lambda: ir_.convfirst_plan(N, C, H, W, k, groups, hidden, act, act_args)), args
+    return key, (lambda: ir_.convfirst_plan(N, C, H, W, k, groups, hidden, act, act_args, eps=eps)), args
 
 
 def _prepare_mbconv(x_shape, params):
@@ -266,13 +287,15 @@ def _prepare_mlp(x_shape, params):
 
 
 def compile_block(op: str, x_shape: tuple, params: tuple) -> Callable[[torch.Tensor], torch.Tensor]:
-    """op: "convfirst_block" | "mbconv_block" | "mlp_block"; params: the op's arguments after x,
-    in the order of the custom op in kernels/blocks.py. Returns run(x) -> out for a float32 CPU
-    tensor x of exactly x_shape (contiguous NCHW for the conv blocks, [..., D] for mlp_block), out
-    a new contiguous tensor of x's shape. Weights are packed here, once. Raises BlockUnsupported."""
+    """op: "convfirst_block" | "convnext_block" | "mbconv_block" | "mlp_block"; params: the op's
+    arguments after x, in the order of the custom op in kernels/blocks.py (convnext_block's eps a
+    float). Returns run(x) -> out for a float32 CPU tensor x of exactly x_shape (contiguous NCHW
+    for the conv blocks, [..., D] for mlp_block), out a new contiguous tensor of x's shape. Weights are packed here, once. Raises BlockUnsupported."""
     x_shape = tuple(int(s) for s in x_shape)
     if op == "convfirst_block":
         prep = _prepare_convfirst
+    elif op == "convnext_block":
+        prep = _prepare_convnext
     elif op == "mbconv_block":
         prep = _prepare_mbconv
     elif op == "mlp_block":

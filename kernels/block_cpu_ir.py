@@ -617,9 +617,61 @@ def _chunk_position(f: Fn, bands: int, R: int, W: int, C: int, HW: int):
 
 
 MR, NV = 6, 2
+NORM_NV = 4            # vectors of pixels per channel-norm tile (independent add chains)
 
 
-def convfirst_plan(N, C, H, W, k, groups, hidden, act_name, act_args) -> Plan:
+def channel_norm(f: Fn, buf: str, off, ld: int, C: int, P: int, eps: float) -> None:
+    """buf[off + c*ld + p] (c < C, p < P) := (s - mean_p) / sqrt(var_p + eps), mean and biased
+    variance over the C channels of pixel p (layer norm over C, no affine), in place.
+
+    Vectorised along pixels, a tile of NORM_NV vectors at a time so that its C x tile column
+    stays in L1 over the three passes: the sum (mean), the sum of squared deviations from the mean
+    (two passes, so no cancellation when |mean| >> std), then the scaling. Each pixel's
+    result depends only on its own column, so it is the same whatever the tiling and threads."""
+    inv_c = 1.0 / C
+    for p_first, count, cnt_nv, n in pixel_tiles(P, NORM_NV):
+        if count > 1:
+            it, _, _ = f.for_(0, count)
+            p0 = f.add(f.mul(it, cnt_nv * n), p_first)
+        else:
+            p0 = p_first
+        types = [vt(n)] * cnt_nv
+
+        def column(fn, init):
+            """sum over c of fn(j, vector j of row c) for the tile's vectors j (accumulators)."""
+            c, names, res = f.for_(0, C, 1, [(v, vt(n)) for v in init])
+            row = f.add(f.mul(c, ld), f.add(off, p0))
+            accs = [fn(j, f.vload(buf, f.add(row, j * n), n), names[j]) for j in range(cnt_nv)]
+            f.end_for(accs, types)
+            return [f"{res}#{j}" for j in range(cnt_nv)]
+
+        zero = [f.cf(0.0, n)] * cnt_nv
+        sums = column(lambda j, v, a: f.bin("addf", a, v, n), zero)
+        means = [f.bin("mulf", s_, f.cf(inv_c, n), n) for s_ in sums]
+
+        def sq(j, v, a):
+            d = f.bin("subf", v, means[j], n)
+            return f.fma(d, d, a, n)
+        ssq = column(sq, zero)
+        rstds = []
+        for a in ssq:
+            var = f.bin("addf", f.bin("mulf", a, f.cf(inv_c, n), n), f.cf(eps, n), n)
+            sd = f.op(f"math.sqrt {var} : {vt(n)}")
+            rstds.append(f.op(f"arith.divf {f.cf(1.0, n)}, {sd} : {vt(n)}"))
+        c, _, _ = f.for_(0, C)
+        row = f.add(f.mul(c, ld), f.add(off, p0))
+        for j in range(cnt_nv):
+            i = f.add(row, j * n)
+            v = f.bin("subf", f.vload(buf, i, n), means[j], n)
+            f.vstore(f.bin("mulf", v, rstds[j], n), buf, i, n)
+        f.end_for()
+        if count > 1:
+            f.end_for()
+
+
+def convfirst_plan(N, C, H, W, k, groups, hidden, act_name, act_args, eps: float | None = None) -> Plan:
+    """convfirst_block; with eps, convnext_block (each pixel's channels of the conv's output
+    normalized in the band buffer before the expansion)."""
     check_act(act_name, act_args)
     h = k // 2
     HW = H * W
@@ -641,6 +693,8 @@ def convfirst_plan(N, C, H, W, k, groups, hidden, act_name, act_args) -> Plan:
     _stage_band(f, "%x", xoff, C, HW, W, R, h, bands, b, "%xs", SLACK, xs_ld)
     conv(f, cout=C, cin_g=cin_g, cout_g=cout_g, k=k, W=W, P=P, src="%xs", src_off=SLACK, src_ld=xs_ld,
          w="%ws", bias="%bs", dst="%s", dst_off=0, dst_ld=P, act_name="none", act_args=(), co_block=co_block)
+    if eps is not None:
+        channel_norm(f, "%s", 0, P, C, P, eps)
     _expand(f, C, hidden, P, "%s", 0, P, "%hid", 0, P, act_name, act_args)
     _project(f, C, hidden, P, "%hid", P, xoff, HW)
     args = [("%" + a, s) for a, s in sizes.items()]

@@ -7,8 +7,8 @@ import torch
 pytest.importorskip("torch_mlir")
 
 from fastc.kernels.block_cpu import BlockUnsupported, compile_block  # noqa: E402
-from fastc.kernels.blocks import (convfirst_block_reference, mbconv_block_reference,  # noqa: E402
-                                  mlp_block_reference)
+from fastc.kernels.blocks import (convfirst_block_reference, convnext_block_reference,  # noqa: E402
+                                  mbconv_block_reference, mlp_block_reference)
 
 TOL = dict(rtol=1e-4, atol=1e-4)
 
@@ -21,6 +21,15 @@ def _convfirst(N, C, H, W, k, g, e, act="gelu", act_args=(), bias=True, seed=0):
     params = (r(C, C // g, k, k) * 0.2, r(C) * 0.1 if bias else None, g, r(hid, C, 1, 1) * 0.1,
               r(hid) * 0.1 if bias else None, act, list(act_args), r(C, hid, 1, 1) * 0.1, r(C) * 0.1 if bias else None)
     return x, params
+
+
+def _convnext(N, C, H, W, k, g, e, act="gelu", eps=1e-6, bias=True, seed=0, shift=False):
+    """convnext_block's inputs: convfirst_block's with eps after groups; shift: x * 3 + 5 (a large
+    mean in every channel of the conv's output, against the variance's cancellation)."""
+    x, (ws, bs, g_, we, be, act_, act_args, wp, bp) = _convfirst(N, C, H, W, k, g, e, act=act, bias=bias, seed=seed)
+    if shift:
+        x = x * 3 + 5
+    return x, (ws, bs, g_, eps, we, be, act_, act_args, wp, bp)
 
 
 def _mbconv(N, C, H, W, e, k=3, act1="hardtanh", a1=(0.0, 6.0), act2="hardtanh", a2=(0.0, 6.0), seed=0):
@@ -46,7 +55,8 @@ def _mlp(shape, hid, norm, act, gate, act_args=(), seed=0):
     return x, params
 
 
-REF = {"convfirst_block": convfirst_block_reference, "mbconv_block": mbconv_block_reference,
+REF = {"convfirst_block": convfirst_block_reference, "convnext_block": convnext_block_reference,
+       "mbconv_block": mbconv_block_reference,
        "mlp_block": mlp_block_reference}
 
 
@@ -72,6 +82,31 @@ def test_convfirst(case):
 
 def test_convfirst_no_bias_relu():
     _check("convfirst_block", *_convfirst(2, 16, 8, 8, 3, 16, 4, act="relu", bias=False))
+
+
+@pytest.mark.parametrize("case,shift", [
+    ((2, 16, 6, 6, 7, 16, 4), False),    # depthwise 7x7, kernel wider than the image
+    ((1, 24, 5, 5, 3, 24, 4), False),    # groups = C = 24, k = 3, odd width
+    ((1, 64, 14, 14, 7, 64, 4), True),   # ConvNeXt-like, inputs of large mean
+])
+def test_convnext(case, shift):
+    N, C, H, W, k, g, e = case
+    _check("convnext_block", *_convnext(N, C, H, W, k, g, e, shift=shift))
+
+
+def test_convnext_grouped_no_bias_relu():
+    _check("convnext_block", *_convnext(2, 32, 8, 8, 3, 8, 2, act="relu", eps=1e-5, bias=False))
+
+
+def test_convnext_not_convfirst():
+    """convnext and convfirst of equal shapes are different modules (the norm is applied)."""
+    x, params = _convnext(1, 16, 6, 6, 3, 16, 2)
+    r_next = compile_block("convnext_block", x.shape, params)
+    r_first = compile_block("convfirst_block", x.shape, params[:3] + params[4:])
+    assert r_next.mod is not r_first.mod
+    assert not torch.allclose(r_next(x), r_first(x))
+    with pytest.raises(BlockUnsupported, match="10 parameters"):
+        compile_block("convnext_block", x.shape, params[:3] + params[4:])
 
 
 @pytest.mark.parametrize("hw", [8, 4, 2, 1])
@@ -104,6 +139,7 @@ def test_activations(act, args):
 
 def test_threads_bitwise_equal():
     cases = [("convfirst_block",) + _convfirst(4, 32, 16, 16, 3, 8, 4),
+             ("convnext_block",) + _convnext(4, 64, 14, 14, 7, 64, 4, shift=True),
              ("mbconv_block",) + _mbconv(4, 24, 16, 16, 6),
              ("mlp_block",) + _mlp((50, 72), 200, "layer", "gelu", False)]
     before = torch.get_num_threads()
