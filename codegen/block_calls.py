@@ -73,9 +73,9 @@ class BlockCall:
     def _choose(self, key, x, params):
         reference = REFERENCES[self.op]
         runs = {"aten-layers": lambda t: reference(t, *params)}
-        if x.is_contiguous():
-            self._try(runs, "block-kernel", lambda: _block_kernel(self.op, tuple(x.shape), params), x)
-            self._try(runs, "onednn-layers", lambda: blocks.bind_onednn_layers(self.op, tuple(x.shape), params), x)
+        shape = tuple(x.shape)
+        self._try(runs, "block-kernel", lambda: _contiguous(_block_kernel(self.op, shape, params), x), x)
+        self._try(runs, "onednn-layers", lambda: _contiguous(blocks.bind_onednn_layers(self.op, shape, params), x), x)
         order = [c for c in candidates(self.op) if c in runs]
         rows = x.numel() // (x.shape[1] if self.op != "mlp_block" else x.shape[-1])
         channels = x.shape[1] if self.op != "mlp_block" else x.shape[-1]
@@ -108,6 +108,14 @@ class BlockCall:
             reason = f"{kind}: {type(e).__name__}: {str(e)[:300]}"
             self.info.fallbacks.append((self.__name__, reason))
             log.info("fastc: %s: %s", self.__name__, reason)
+
+
+def _contiguous(run, x):
+    """`run`, given its input contiguous (a block kernel reads NCHW or row-major memory): as it is
+    for a contiguous `x`, else behind one copy (a permuted input, as ConvNeXt's stem leaves it)."""
+    if x.is_contiguous():
+        return run
+    return lambda t: run(t.contiguous())
 
 
 def _block_kernel(op: str, shape: tuple, params):

@@ -286,3 +286,15 @@ def test_a_problem_the_triton_kernel_refuses_runs_the_reference_with_a_warning(c
         out = blocks._on_cuda("mlp_block", blocks.mlp_block_reference, x, params)
     torch.testing.assert_close(out, blocks.mlp_block_reference(x, *params), rtol=0, atol=0)
     assert "runs layer by layer on the GPU" in caplog.text
+
+
+def test_a_channels_last_input_runs_the_block_kernel_on_a_copy(fresh, monkeypatch):
+    monkeypatch.setenv("FASTC_TUNING", "heuristic")
+    model, x, _ = _case("convfirst")
+    x = x.to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        compiled = torch.compile(model, backend="fastc", options={"target": "cpu"})
+        torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-4)
+    report = fastc.reports()[-1]
+    picks = [p for n, p in report.decisions.items() if n.endswith("_block")]
+    assert picks == ["block-kernel"], (picks, report.aten_kernels)
