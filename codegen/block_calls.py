@@ -42,11 +42,17 @@ def _static(node: fx.Node) -> bool:
     return isinstance(x, torch.Tensor) and all(isinstance(d, int) for d in x.shape)
 
 
-def candidates(op: str) -> list[str]:
+#: The largest MLP (features x hidden) at which the rules put the block kernel first: measured
+#: 1.15-3.6x faster than oneDNN's layers up to 256 x 1024 (docs/benchmarks/block-kernels-cpu.md);
+#: beyond that, not measured, and large products are a GEMM library's strength.
+MLP_BLOCK_KERNEL_MAX = 256 * 1024
+
+
+def candidates(op: str, channels: int = 0, hidden: int = 0) -> list[str]:
     """In the rules' order of preference: a conv block's kernel keeps its hidden activations in
-    cache (docs/benchmarks/block-kernels-cpu.md); an MLP block's products are oneDNN's strength, so
-    its kernel runs only where measured faster."""
-    if op == "mlp_block":
+    cache and ran 1.5-8x faster than oneDNN's layers on every measured block; an MLP block's
+    kernel first up to MLP_BLOCK_KERNEL_MAX, oneDNN's layers first beyond."""
+    if op == "mlp_block" and channels * hidden > MLP_BLOCK_KERNEL_MAX:
         return ["onednn-layers", "block-kernel", "aten-layers"]
     return ["block-kernel", "onednn-layers", "aten-layers"]
 
@@ -76,11 +82,11 @@ class BlockCall:
         shape = tuple(x.shape)
         self._try(runs, "block-kernel", lambda: _contiguous(_block_kernel(self.op, shape, params), x), x)
         self._try(runs, "onednn-layers", lambda: _contiguous(blocks.bind_onednn_layers(self.op, shape, params), x), x)
-        order = [c for c in candidates(self.op) if c in runs]
         rows = x.numel() // (x.shape[1] if self.op != "mlp_block" else x.shape[-1])
         channels = x.shape[1] if self.op != "mlp_block" else x.shape[-1]
         hidden = {"convfirst_block": params[3], "convnext_block": params[4], "mbconv_block": params[0],
                   "mlp_block": params[4]}[self.op].shape[0]
+        order = [c for c in candidates(self.op, channels, hidden) if c in runs]
         features = KernelFeatures(self.__name__, "library", "cpu", sizes={"M": rows, "N": channels, "K": hidden},
                                   ops=1, op_counts={f"fastc.{self.op}": 1},
                                   dtype=str(x.dtype).replace("torch.", ""),

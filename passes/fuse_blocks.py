@@ -115,12 +115,56 @@ def _through_act(h: fx.Node):
             aten.relu.default, aten.hardtanh.default, aten.gelu.default, aten.silu.default,
             aten.sigmoid.default, aten.tanh.default, aten.hardswish.default):
         e = h.args[0]
+    spelled = _spelled_tanh_gelu(h)
+    if spelled is not None:
+        return spelled, "gelu-tanh", []
     if e is None:
         return h, "none", []
     found = _activation_after(e, [u for u in e.users if u.target is not aten.sym_size.int])
     if found is None or found[2][0] is not h or found[0] not in ACTIVATIONS:
         return h, "none", []
     return e, found[0], list(found[1])
+
+
+def _scalar_mul(node, value: float, rel: float = 1e-6):
+    """The tensor operand of `node` when it is `t * value` (either order), else None."""
+    if not isinstance(node, fx.Node) or node.target is not aten.mul.Tensor or len(node.args) != 2:
+        return None
+    a, b = node.args
+    t, c = (a, b) if isinstance(b, (int, float)) else (b, a)
+    ok = isinstance(c, (int, float)) and not isinstance(c, bool) and abs(c - value) <= rel * abs(value)
+    return t if ok and isinstance(t, fx.Node) else None
+
+
+def _spelled_tanh_gelu(h: fx.Node):
+    """e when `h` is the tanh GELU of e spelled out as GPT-2 writes it,
+    (e * 0.5) * (1 + tanh(sqrt(2/pi) * (e + 0.044715 * e^3))), every op read only inside it;
+    else None."""
+    if h.op != "call_function" or h.target is not aten.mul.Tensor or len(h.args) != 2:
+        return None
+    for half, one_plus in (h.args, h.args[::-1]):
+        e = _scalar_mul(half, 0.5)
+        if e is None or not isinstance(one_plus, fx.Node) or one_plus.target is not aten.add.Tensor:
+            continue
+        t, one = one_plus.args[:2] if isinstance(one_plus.args[1], (int, float)) else one_plus.args[1::-1]
+        if one != 1 or not isinstance(t, fx.Node) or t.target is not aten.tanh.default:
+            continue
+        inner = _scalar_mul(t.args[0], 0.7978845608028654)
+        if inner is None or inner.target is not aten.add.Tensor:
+            continue
+        p, q = inner.args[:2]
+        cube_scaled = q if p is e else p if q is e else None
+        cube = _scalar_mul(cube_scaled, 0.044715)
+        if cube is None or cube.target is not aten.pow.Tensor_Scalar or cube.args[0] is not e or cube.args[1] != 3:
+            continue
+        chain = [(half, h), (one_plus, h), (t, one_plus), (t.args[0], t), (inner, t.args[0]),
+                 (cube_scaled, inner), (cube, cube_scaled)]
+        if not all(_only_reader(n, r) for n, r in chain):
+            continue
+        readers = {u for u in e.users if u.target is not aten.sym_size.int}
+        if readers == {half, cube, inner}:
+            return e
+    return None
 
 
 def _strip(node, reader: fx.Node | None = None):

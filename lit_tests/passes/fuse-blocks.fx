@@ -146,3 +146,31 @@ graph @convnext(%x: f32[1, 4, 3, 3]) {
   %y: f32[1, 4, 3, 3] = aten.add.Tensor(%x, %q)
   return (%y,)
 }
+
+# -----
+# GPT-2's MLP: the tanh GELU spelled out (NewGELUActivation), Conv1D's addmm on (in, out) weights.
+# CHECK-LABEL: graph @gpt2_mlp
+# CHECK: fastc.mlp_block.default(%x, "layer", %lw, %lb, 1e-05, %y_weight, %b1, none, none, "gelu-tanh", [], %y_weight_1, %b2)
+# CHECK-NOT: aten.tanh
+graph @gpt2_mlp(%x: f32[4, 4]) {
+  %lw: f32[4] = const dense<[1.0]>
+  %lb: f32[4] = const dense<[0.0]>
+  %w1: f32[4, 8] = const dense<[0.5]>
+  %b1: f32[8] = const dense<[0.1]>
+  %w2: f32[8, 4] = const dense<[-0.5]>
+  %b2: f32[4] = const dense<[0.2]>
+  %ln: (f32[4, 4], f32[4, 1], f32[4, 1]) = aten.native_layer_norm.default(%x, [4], %lw, %lb, 1e-05)
+  %n: f32[4, 4] = getitem(%ln, 0)
+  %u: f32[4, 8] = aten.addmm.default(%b1, %n, %w1)
+  %half: f32[4, 8] = aten.mul.Tensor(%u, 0.5)
+  %cube: f32[4, 8] = aten.pow.Tensor_Scalar(%u, 3.0)
+  %cs: f32[4, 8] = aten.mul.Tensor(%cube, 0.044715)
+  %inner: f32[4, 8] = aten.add.Tensor(%u, %cs)
+  %scaled: f32[4, 8] = aten.mul.Tensor(%inner, 0.7978845608028654)
+  %t: f32[4, 8] = aten.tanh.default(%scaled)
+  %onep: f32[4, 8] = aten.add.Tensor(%t, 1.0)
+  %g: f32[4, 8] = aten.mul.Tensor(%half, %onep)
+  %d: f32[4, 4] = aten.addmm.default(%b2, %g, %w2)
+  %y: f32[4, 4] = aten.add.Tensor(%x, %d)
+  return (%y,)
+}

@@ -249,7 +249,7 @@ def test_onednn_layers_equal_the_reference(name):
 
 BLOCK_MODELS = {"convfirst": "fastc.convfirst_block.default", "mobilenet_v2": "fastc.mbconv_block.default",
                 "llama": "fastc.mlp_block.default", "vit": "fastc.mlp_block.default",
-                "convnext": "fastc.convnext_block.default"}
+                "convnext": "fastc.convnext_block.default", "gpt2": "fastc.mlp_block.default"}
 
 
 @pytest.mark.parametrize("name", list(BLOCK_MODELS))
