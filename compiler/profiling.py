@@ -164,9 +164,10 @@ def profile_model(name: str, target: str = "cpu", batch: int | None = None, call
                             rounds=rounds, warmup=warmup)
 
 
-def compile_model(name: str, target: str = "cpu", batch: int | None = None):
+def compile_model(name: str, target: str = "cpu", batch: int | None = None, options: dict | None = None):
     """(eager model, compiled model, inputs, index of its first report in fastc.reports()): zoo
-    model `name` in eval mode, compiled by its first call (on CUDA for target triton)."""
+    model `name` in eval mode, compiled by its first call (on CUDA for target triton), with fastc
+    `options` besides the target."""
     from fastc_eval import zoo
     model, inputs = zoo.build(name, batch=batch)
     model = model.eval()
@@ -175,7 +176,7 @@ def compile_model(name: str, target: str = "cpu", batch: int | None = None):
         inputs = {k: v.to("cuda") for k, v in inputs.items()}
     torch._dynamo.reset()
     first = len(REPORTS)
-    compiled = torch.compile(model, backend="fastc", options={"target": target})
+    compiled = torch.compile(model, backend="fastc", options={"target": target, **(options or {})})
     with torch.no_grad():
         compiled(**inputs)
     return model, compiled, inputs, first

@@ -270,10 +270,10 @@ def roofline_plot(rows: list[Row], peak: Peak, path: str | Path, title: str = ""
 
 
 def roofline_model(name: str, target: str = "cpu", batch: int | None = None, calls: int = 20,
-                   refresh_peak: bool = False):
-    """(rows, peak, profile) for zoo model `name` compiled by fastc for `target`."""
+                   refresh_peak: bool = False, options: dict | None = None):
+    """(rows, peak, profile) for zoo model `name` compiled by fastc for `target` (with `options`)."""
     from .profiling import compile_model, profile_compiled
     from .report import REPORTS
-    model, compiled, inputs, first = compile_model(name, target, batch)
+    model, compiled, inputs, first = compile_model(name, target, batch, options)
     profile = profile_compiled(name, model, compiled, inputs, first, target=target, batch=batch, calls=calls)
     return roofline_rows(profile, REPORTS[first:]), machine_peak(refresh=refresh_peak), profile
