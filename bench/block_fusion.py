@@ -30,7 +30,7 @@ from fastc.costmodel import machine  # noqa: E402
 from fastc.report import REPORTS  # noqa: E402
 from fastc_eval import zoo  # noqa: E402
 
-MODELS = ["convfirst", "digits-cnn", "mobilenet_v2", "convnext", "llama", "vit", "bert"]
+MODELS = ["convfirst", "digits-cnn", "mobilenet_v2", "convnext", "gpt2", "llama", "vit", "bert"]
 BACKENDS = ["eager", "inductor", "fastc layers", "fastc blocks"]
 
 
