@@ -24,10 +24,12 @@ log = logging.getLogger("fastc")
 
 BLOCK_OPS = {torch.ops.fastc.convfirst_block.default: "convfirst_block",
              torch.ops.fastc.convnext_block.default: "convnext_block",
+             torch.ops.fastc.inverted_block.default: "inverted_block",
              torch.ops.fastc.mbconv_block.default: "mbconv_block",
              torch.ops.fastc.mlp_block.default: "mlp_block"}
 REFERENCES = {"convfirst_block": blocks.convfirst_block_reference,
               "convnext_block": blocks.convnext_block_reference, "mbconv_block": blocks.mbconv_block_reference,
+              "inverted_block": blocks.inverted_block_reference,
               "mlp_block": blocks.mlp_block_reference}
 
 
@@ -85,7 +87,7 @@ class BlockCall:
         rows = x.numel() // (x.shape[1] if self.op != "mlp_block" else x.shape[-1])
         channels = x.shape[1] if self.op != "mlp_block" else x.shape[-1]
         hidden = {"convfirst_block": params[3], "convnext_block": params[4], "mbconv_block": params[0],
-                  "mlp_block": params[4]}[self.op].shape[0]
+                  "inverted_block": params[0], "mlp_block": params[4]}[self.op].shape[0]
         order = [c for c in candidates(self.op, channels, hidden) if c in runs]
         features = KernelFeatures(self.__name__, "library", "cpu", sizes={"M": rows, "N": channels, "K": hidden},
                                   ops=1, op_counts={f"fastc.{self.op}": 1},

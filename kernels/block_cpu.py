@@ -5,6 +5,11 @@ JIT-compiled by LLVM through torch-mlir's ExecutionEngine (opt level 3, host CPU
     run = compile_block("convfirst_block", x.shape, (ws, bs, groups, we, be, act, act_args, wp, bp))
     out = run(x)
 
+inverted_block (MobileNetV2's inverted block without the residual: 1x1 expansion + act1, zero
+padding [left, right, top, bottom], depthwise k x k of stride 1 or 2 + act2, 1x1 projection to
+Cout channels; params (we, be, act1, act1_args, wd, bd, stride, padding, act2, act2_args, wp, bp))
+returns (N, Cout, Ho, Wo); its chunks are an image's bands of output rows.
+
 convnext_block is convfirst_block's loop nest with each pixel's channels normalized in the band's
 local buffer between the k x k conv and the expansion (two passes over the C rows, mean then
 centred variance, vectorised along pixels).
@@ -33,7 +38,7 @@ from . import block_cpu_ir as ir_
 from .block_cpu_ir import MR, Unsupported
 
 OPT_LEVEL = 3
-OPS = ("convfirst_block", "convnext_block", "mbconv_block", "mlp_block")
+OPS = ("convfirst_block", "convnext_block", "mbconv_block", "mlp_block", "inverted_block")
 
 
 class BlockUnsupported(ValueError):
@@ -249,6 +254,51 @@ def _prepare_mbconv(x_shape, params):
     return key, (lambda: ir_.mbconv_plan(N, C, H, W, hidden, k, act1, a1, act2, a2)), args
 
 
+def _prepare_inverted(x_shape, params):
+    """inverted_block: MobileNetV2's inverted block without the residual, the depthwise conv
+    strided (1 or 2) on the expansion's output zero-padded by padding = [left, right, top, bottom]."""
+    if len(params) != 12:
+        raise BlockUnsupported(f"block kernel: inverted_block takes 12 parameters after x, got {len(params)}")
+    we, be, act1, act1_args, wd, bd, stride, padding, act2, act2_args, wp, bp = params
+    if len(x_shape) != 4:
+        raise BlockUnsupported(f"block kernel: inverted_block takes NCHW x, got shape {tuple(x_shape)}")
+    N, C, H, W = x_shape
+    we = _f32(we, "we")
+    if we.dim() != 4 or we.shape[1] != C or we.shape[2:] != (1, 1):
+        raise BlockUnsupported(f"block kernel: the expansion must be a 1x1 conv from {C} channels, got {tuple(we.shape)}")
+    hidden = we.shape[0]
+    wd = _f32(wd, "wd")
+    if wd.dim() != 4 or wd.shape[-1] != wd.shape[-2] or wd.shape[-1] % 2 == 0:
+        raise BlockUnsupported(f"block kernel: the depthwise conv must have an odd square kernel, got {tuple(wd.shape)}")
+    k = wd.shape[-1]
+    _conv_weight(wd, "wd", (hidden, 1, k, k))
+    try:
+        stride = int(stride)
+        padding = tuple(int(p) for p in padding)
+    except (TypeError, ValueError):
+        raise BlockUnsupported(f"block kernel: inverted_block's stride must be an int and padding 4 ints, "
+                               f"got {stride!r}, {padding!r}") from None
+    if stride not in (1, 2):
+        raise BlockUnsupported(f"block kernel: inverted_block's stride must be 1 or 2, got {stride}")
+    if len(padding) != 4 or any(p < 0 or p > k - 1 for p in padding):
+        raise BlockUnsupported(f"block kernel: inverted_block's padding must be 4 values in [0, {k - 1}] "
+                               f"([left, right, top, bottom]), got {list(padding)}")
+    Ho, Wo = ir_.inverted_geometry(H, W, k, stride, padding)
+    if Ho < 1 or Wo < 1:
+        raise BlockUnsupported(f"block kernel: the padded {H}x{W} map is smaller than the {k}x{k} kernel")
+    wp = _f32(wp, "wp")
+    if wp.dim() != 4 or wp.shape[1] != hidden or wp.shape[2:] != (1, 1):
+        raise BlockUnsupported(f"block kernel: the projection must be a 1x1 conv from {hidden} channels, got {tuple(wp.shape)}")
+    Cout = wp.shape[0]
+    a1, a2 = _act_args(act1_args), _act_args(act2_args)
+    key = ("inverted_block", tuple(x_shape), k, hidden, stride, padding, Cout, act1, a1, act2, a2, _threads())
+    args = [_panels(we.reshape(hidden, C), MR), _bias(be, hidden, _round(hidden, MR), "be"),
+            wd.reshape(-1), _bias(bd, hidden, hidden, "bd"),
+            _panels(wp.reshape(Cout, hidden), MR), _bias(bp, Cout, _round(Cout, MR), "bp")]
+    plan = lambda: ir_.inverted_plan(N, C, H, W, hidden, k, stride, padding, Cout, act1, a1, act2, a2)  # noqa: E731
+    return key, plan, args, (N, Cout, Ho, Wo)
+
+
 def _prepare_mlp(x_shape, params):
     if len(params) != 12:
         raise BlockUnsupported(f"block kernel: mlp_block takes 12 parameters after x, got {len(params)}")
@@ -287,10 +337,13 @@ def _prepare_mlp(x_shape, params):
 
 
 def compile_block(op: str, x_shape: tuple, params: tuple) -> Callable[[torch.Tensor], torch.Tensor]:
-    """op: "convfirst_block" | "convnext_block" | "mbconv_block" | "mlp_block"; params: the op's
+    """op: "convfirst_block" | "convnext_block" | "mbconv_block" | "mlp_block" | "inverted_block"; params: the op's
     arguments after x, in the order of the custom op in kernels/blocks.py (convnext_block's eps a
     float). Returns run(x) -> out for a float32 CPU tensor x of exactly x_shape (contiguous NCHW
-    for the conv blocks, [..., D] for mlp_block), out a new contiguous tensor of x's shape. Weights are packed here, once. Raises BlockUnsupported."""
+    for the conv blocks, [..., D] for mlp_block), out a new contiguous tensor of x's shape
+    (inverted_block: (N, Cout, Ho, Wo); its params (we, be, act1, act1_args, wd, bd, stride,
+    padding, act2, act2_args, wp, bp), padding [left, right, top, bottom]). Weights are packed
+    here, once. Raises BlockUnsupported."""
     x_shape = tuple(int(s) for s in x_shape)
     if op == "convfirst_block":
         prep = _prepare_convfirst
@@ -300,23 +353,28 @@ def compile_block(op: str, x_shape: tuple, params: tuple) -> Callable[[torch.Ten
         prep = _prepare_mbconv
     elif op == "mlp_block":
         prep = _prepare_mlp
+    elif op == "inverted_block":
+        prep = _prepare_inverted
     else:
         raise BlockUnsupported(f"block kernel: unknown op {op!r} (valid: {', '.join(OPS)})")
     if any(s <= 0 for s in x_shape):
         raise BlockUnsupported(f"block kernel: empty shape {x_shape}")
     try:
-        key, make_plan, weights = prep(x_shape, tuple(params))
+        prepared = prep(x_shape, tuple(params))
     except Unsupported as e:
         raise BlockUnsupported(str(e)) from e
+    key, make_plan, weights = prepared[:3]
+    out_shape = prepared[3] if len(prepared) > 3 else x_shape
     mod = _module(key, make_plan)
-    return _Runner(mod, x_shape, weights)
+    return _Runner(mod, x_shape, weights, out_shape)
 
 
 class _Runner:
     """run(x): the packed data pointers of (x, weights..., out), the weights' filled in once."""
 
-    def __init__(self, mod: _Module, x_shape: tuple, weights: list[torch.Tensor]):
+    def __init__(self, mod: _Module, x_shape: tuple, weights: list[torch.Tensor], out_shape: tuple | None = None):
         self.mod, self.x_shape, self.weights = mod, x_shape, weights
+        self.out_shape = tuple(out_shape) if out_shape is not None else x_shape
         self._local = threading.local()
 
     def _array(self):
@@ -334,7 +392,7 @@ class _Runner:
         if tuple(x.shape) != self.x_shape:
             raise BlockUnsupported(f"block kernel: compiled for x of shape {self.x_shape}, got {tuple(x.shape)}")
         x = x.contiguous()
-        out = torch.empty(self.x_shape, dtype=torch.float32)
+        out = torch.empty(self.out_shape, dtype=torch.float32)
         arr = self._array()
         arr[0] = x.data_ptr()
         arr[len(arr) - 1] = out.data_ptr()

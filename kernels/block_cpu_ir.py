@@ -19,6 +19,8 @@ Building blocks:
     kept flat ([channels, rows * W]), vectorised along the flat pixel index, so that narrow images
     (W = 2, 4) still fill vectors; the column borders are masked loads (masks computed once per
     pixel tile), the row borders are zero rows of the band buffer.
+  * `inverted_plan` (inverted_block): a strided depthwise conv on a zero-padded hidden band,
+    vectorised along the band's flat output pixels with gathered taps (any stride / padding).
   * activations in registers (exp and erfc are polynomial / rational approximations written here:
     relative error about 1e-7).
 """
@@ -935,3 +937,138 @@ def mlp_plan(M, D, H, norm, eps, has_norm_w, has_norm_b, gate, act_name, act_arg
     f.end_for()
     args = [("%" + a, s) for a, s in sizes.items()]
     return Plan(module(f, args, [("%" + a, s) for a, s in locals_.items()]), list(sizes.values()), chunks)
+
+
+# -- inverted_block: MobileNetV2's inverted block without residual, strided, explicit padding --------
+def inverted_geometry(H: int, W: int, k: int, stride: int, pad) -> tuple[int, int]:
+    """(Ho, Wo) of the depthwise conv on the zero-padded hidden map (pad = [left, right, top, bottom])."""
+    l, r, t, b = pad
+    return (H + t + b - k) // stride + 1, (W + l + r - k) // stride + 1
+
+
+def inverted_rows(Ho: int, Wo: int, stride: int, k: int, W: int, Wp: int, hidden: int, C: int) -> int:
+    """Output rows per band: a divisor of Ho, the band's pixels and local buffers small."""
+    ok = [r for r in range(1, Ho + 1) if Ho % r == 0]
+
+    def bytes_(r):
+        rows_in = (r - 1) * stride + k
+        return 4 * (hidden * rows_in * (W + Wp) + C * rows_in * W + hidden * r * Wo)
+    fit = [r for r in ok if r * Wo <= BAND_PIXELS and bytes_(r) <= 2 * BAND_BYTES]
+    return max(fit) if fit else 1
+
+
+def _gather(f: Fn, buf: str, base, idx: str, n: int) -> str:
+    mask = f._const(("true", n), f"arith.constant dense<true> : vector<{n}xi1>")
+    return f.op(f"vector.gather {buf}[{f.idx(base)}] [{idx}], {mask}, {f.cf(0.0, n)} : {f.types[buf]}, "
+                f"vector<{n}xi32>, vector<{n}xi1>, {vt(n)} into {vt(n)}")
+
+
+def inverted_plan(N, C, H, W, hidden, k, stride, pad, Cout, act1, act1_args, act2, act2_args) -> Plan:
+    """Per chunk (image n, band of Ro output rows): the input rows the band reads staged (rows
+    outside the image zero), the 1x1 expansion + act1 on them, copied into a zero-padded hidden
+    band [hidden, rows_in, Wp] (padding after act1), the strided depthwise k x k + act2 into
+    [hidden, Ro*Wo] (vectorised along the band's flat output pixels, the taps gathered), then the
+    1x1 projection into the output's rows (no residual)."""
+    check_act(act1, act1_args)
+    check_act(act2, act2_args)
+    l, r_, t, _ = pad
+    s = stride
+    Ho, Wo = inverted_geometry(H, W, k, s, pad)
+    HW, HoWo = H * W, Ho * Wo
+    Wp = W + l + r_
+    Ro = inverted_rows(Ho, Wo, s, k, W, Wp, hidden, C)
+    bands = Ho // Ro
+    rows_in = (Ro - 1) * s + k
+    P = Ro * Wo
+    Pin = rows_in * W
+    hp_ld = rows_in * Wp
+    f = Fn()
+    sizes = dict(x=N * C * HW, we=round_up(hidden, MR) * C, be=round_up(hidden, MR), wd=hidden * k * k,
+                 bd=hidden, wp=round_up(Cout, MR) * hidden, bp=round_up(Cout, MR), out=N * Cout * HoWo)
+    locals_ = dict(xs=round_up(C * Pin, V), hid=round_up(hidden * Pin, V), hp=round_up(hidden * hp_ld, V),
+                   hid2=round_up(hidden * P, V))
+    for name, size in list(sizes.items()) + list(locals_.items()):
+        f.types["%" + name] = f"memref<{size}xf32>"
+    if bands > 1:
+        n = f.op(f"arith.divui %c, {f.ci(bands)} : index")
+        b = f.op(f"arith.remui %c, {f.ci(bands)} : index")
+    else:
+        n, b = "%c", 0
+    xoff = f.mul(n, C * HW)
+    ooff = f.add(f.mul(n, Cout * HoWo), f.mul(b, P))
+    iy0 = f.add(f.mul(b, Ro * s), -t)          # input row of the band's padded row 0 (may be < 0)
+
+    def if_row_valid(rr, then, other):
+        iy = f.add(iy0, rr)
+        ge = f.op(f"arith.cmpi sge, {f.idx(iy)}, {f.ci(0)} : index")
+        lt = f.op(f"arith.cmpi slt, {f.idx(iy)}, {f.ci(H)} : index")
+        ok = f.op(f"arith.andi {ge}, {lt} : i1")
+        f.emit(f"scf.if {ok} {{")
+        f.ind += 1
+        then(iy)
+        f.ind -= 1
+        f.emit("} else {")
+        f.ind += 1
+        other()
+        f.ind -= 1
+        f.emit("}")
+
+    # 1. stage the input rows (zero outside the image)
+    ch, _, _ = f.for_(0, C)
+    rr, _, _ = f.for_(0, rows_in)
+    d = f.add(f.mul(ch, Pin), f.mul(rr, W))
+    if_row_valid(rr, lambda iy: copy_range(f, "%x", f.add(f.add(xoff, f.mul(ch, HW)), f.mul(iy, W)), "%xs", d, W),
+                 lambda: zero_range(f, "%xs", d, W))
+    f.end_for()
+    f.end_for()
+    # 2. expansion + act1 on every staged row
+    _expand(f, C, hidden, Pin, "%xs", 0, Pin, "%hid", 0, Pin, act1, act1_args)
+    # 3. the zero-padded hidden band
+    ch, _, _ = f.for_(0, hidden)
+    rr, _, _ = f.for_(0, rows_in)
+    d = f.add(f.mul(ch, hp_ld), f.mul(rr, Wp))
+
+    def valid(iy):
+        if l:
+            zero_range(f, "%hp", d, l)
+        copy_range(f, "%hid", f.add(f.mul(ch, Pin), f.mul(rr, W)), "%hp", f.add(d, l), W)
+        if r_:
+            zero_range(f, "%hp", f.add(d, l + W), r_)
+    if_row_valid(rr, valid, lambda: zero_range(f, "%hp", d, Wp))
+    f.end_for()
+    f.end_for()
+    # 4. strided depthwise + act2 over the band's flat output pixels
+    for p_first, count, _, nl in pixel_tiles(P, 1):
+        if count > 1:
+            it, _, _ = f.for_(0, count, 1)
+            q0 = f.add(f.mul(it, nl), p_first)
+        else:
+            q0 = p_first
+        qi = f.op(f"arith.index_cast {f.idx(q0)} : index to i32")
+        qv = f.op(f"vector.broadcast {qi} : i32 to vector<{nl}xi32>")
+        q = f.op(f"arith.addi {qv}, {f.iota(nl)} : vector<{nl}xi32>")
+        oy = f.op(f"arith.divui {q}, {f.cvi(Wo, nl)} : vector<{nl}xi32>")
+        ox = f.op(f"arith.remui {q}, {f.cvi(Wo, nl)} : vector<{nl}xi32>")
+        iy = f.op(f"arith.muli {oy}, {f.cvi(s * Wp, nl)} : vector<{nl}xi32>")
+        ix = f.op(f"arith.muli {ox}, {f.cvi(s, nl)} : vector<{nl}xi32>")
+        idx = f.op(f"arith.addi {iy}, {ix} : vector<{nl}xi32>")
+        ch, _, _ = f.for_(0, hidden)
+        acc = f.bcast(f.sload("%bd", ch), nl)
+        base = f.mul(ch, hp_ld)
+        for ky in range(k):
+            for kx in range(k):
+                v = _gather(f, "%hp", f.add(base, ky * Wp + kx), idx, nl)
+                wv = f.bcast(f.sload("%wd", f.add(f.mul(ch, k * k), ky * k + kx)), nl)
+                acc = f.fma(wv, v, acc, nl)
+        f.vstore(act(f, acc, nl, act2, act2_args), "%hid2", f.add(f.mul(ch, P), q0), nl)
+        f.end_for()
+        if count > 1:
+            f.end_for()
+    # 5. projection into the output rows
+    gemm(f, Cout, hidden, MR, NV, P,
+         a_index=lambda tt, kk, r: ("%wp", f.add(f.add(f.mul(tt, hidden * MR), f.mul(kk, MR)), r)),
+         b_index=lambda kk, p: ("%hid2", f.add(f.mul(kk, P), p)),
+         init=lambda m0, r, p, nn: f.bcast(f.sload("%bp", f.add(m0, r)), nn),
+         epilogue=lambda m0, r, p, nn, a: f.vstore(a, "%out", f.add(f.add(f.mul(f.add(m0, r), HoWo), ooff), p), nn))
+    args = [("%" + a, sz) for a, sz in sizes.items()]
+    return Plan(module(f, args, [("%" + a, sz) for a, sz in locals_.items()]), list(sizes.values()), N * bands)

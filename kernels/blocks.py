@@ -14,6 +14,11 @@
         = x + conv1x1(act2(dwconv_kxk(act1(conv1x1(x, we, be)), wd, bd)), wp, bp)
           MobileNetV2's inverted residual: 1x1 expansion, depthwise k x k (stride 1, padding
           k // 2), 1x1 projection, the input added.
+    inverted_block(x, we, be, act1, act1_args, wd, bd, stride, padding, act2, act2_args, wp, bp)
+        = conv1x1(act2(dwconv_kxk(pad(act1(conv1x1(x, we, be)), padding), wd, bd, stride)), wp, bp)
+          MobileNetV2's inverted block without a residual (a stride-2 one, or one changing the
+          channel count): zero padding [left, right, top, bottom] after act1, the depthwise conv
+          unpadded with stride 1 or 2, the projection to any number of channels.
     mlp_block(x, norm, norm_w, norm_b, eps, w1, b1, w3, b3, act, act_args, w2, b2)
         = x + linear(act(linear(n, w1, b1)) [* linear(n, w3, b3)], w2, b2),  n = norm(x)
           The transformer MLP: norm "none", "layer" (layer norm over the last dimension, weight
@@ -73,6 +78,16 @@ def mbconv_block_reference(x, we, be, act1, act1_args, wd, bd, act2, act2_args, 
     h = _act(F.conv2d(x, we, be), act1, act1_args)
     h = _act(F.conv2d(h, wd, bd, 1, k // 2, 1, wd.shape[0]), act2, act2_args)
     return x + F.conv2d(h, wp, bp)
+
+
+def inverted_block_reference(x, we, be, act1, act1_args, wd, bd, stride, padding, act2, act2_args, wp, bp):
+    h = F.pad(_act(F.conv2d(x, we, be), act1, act1_args), list(padding))
+    h = _act(F.conv2d(h, wd, bd, stride, 0, 1, wd.shape[0]), act2, act2_args)
+    return F.conv2d(h, wp, bp)
+
+
+def inverted_out_size(size: int, k: int, stride: int, before: int, after: int) -> int:
+    return (size + before + after - k) // stride + 1
 
 
 def normalized(x, norm, norm_w, norm_b, eps):
@@ -164,6 +179,24 @@ def _register() -> None:
     def _mbconv_fake(x, we, be, act1, act1_args, wd, bd, act2, act2_args, wp, bp):
         return torch.empty_like(x)
 
+    @torch.library.custom_op("fastc::inverted_block", mutates_args=())
+    def inverted_block(x: torch.Tensor, we: torch.Tensor, be: Optional[torch.Tensor], act1: str,
+                       act1_args: list[float], wd: torch.Tensor, bd: Optional[torch.Tensor], stride: int,
+                       padding: list[int], act2: str, act2_args: list[float], wp: torch.Tensor,
+                       bp: Optional[torch.Tensor]) -> torch.Tensor:
+        return inverted_block_reference(x, we, be, act1, act1_args, wd, bd, stride, padding, act2, act2_args, wp, bp)
+
+    @inverted_block.register_kernel("cuda")
+    def _inverted_cuda(x, *params):
+        return _on_cuda("inverted_block", inverted_block_reference, x, params)
+
+    @inverted_block.register_fake
+    def _inverted_fake(x, we, be, act1, act1_args, wd, bd, stride, padding, act2, act2_args, wp, bp):
+        k = wd.shape[-1]
+        oh = inverted_out_size(x.shape[2], k, stride, padding[2], padding[3])
+        ow = inverted_out_size(x.shape[3], k, stride, padding[0], padding[1])
+        return x.new_empty((x.shape[0], wp.shape[0], oh, ow))
+
     @torch.library.custom_op("fastc::mlp_block", mutates_args=())
     def mlp_block(x: torch.Tensor, norm: str, norm_w: Optional[torch.Tensor], norm_b: Optional[torch.Tensor],
                   eps: float, w1: torch.Tensor, b1: Optional[torch.Tensor], w3: Optional[torch.Tensor],
@@ -233,6 +266,26 @@ def bind_onednn_layers(op: str, x_shape, params) -> "callable":
             s = F.layer_norm(s.permute(0, 2, 3, 1), (c,), None, None, eps).permute(0, 3, 1, 2)
             return project(expand(s, None, be), None, bp, None, None, None, None, x)
         return run_convnext
+    elif op == "inverted_block":
+        we, be, act1, act1_args, wd, bd, stride, padding, act2, act2_args, wp, bp = params
+        hidden, k = we.shape[0], wd.shape[-1]
+        left, right, top, bottom = padding
+        symmetric = left == right and top == bottom
+        pad = [top, left] if symmetric else [0, 0]
+        expand = conv(we, 1, act1, act1_args, False, False, x_shape)
+        packed = PackedConv(wd, [stride, stride], pad, [1, 1], hidden, (n, hidden, height, width))
+        depthwise = bind_conv2d_act("onednn", None, [stride, stride], pad, [1, 1], hidden, False, act2, act2_args,
+                                    True, packed=packed)
+        oh = inverted_out_size(height, k, stride, top, bottom)
+        ow = inverted_out_size(width, k, stride, left, right)
+        project = conv(wp, 1, "none", [], False, True, (n, hidden, oh, ow))
+
+        def run_inverted(x):
+            h = expand(x, None, be)
+            if not symmetric:
+                h = F.pad(h, list(padding))
+            return project(depthwise(h, None, bd), None, bp)
+        return run_inverted
     elif op == "mbconv_block":
         we, be, act1, act1_args, wd, bd, act2, act2_args, wp, bp = params
         hidden = we.shape[0]
@@ -240,8 +293,8 @@ def bind_onednn_layers(op: str, x_shape, params) -> "callable":
                  (conv(wd, hidden, act2, act2_args, False, False, (n, hidden, height, width)), bd),
                  (conv(wp, 1, "none", [], True, True, (n, hidden, height, width)), bp)]
     else:
-        raise ValueError(f"unknown block op {op!r} (valid: convfirst_block, convnext_block, mbconv_block, "
-                         "mlp_block)")
+        raise ValueError(f"unknown block op {op!r} (valid: convfirst_block, convnext_block, inverted_block, "
+                         "mbconv_block, mlp_block)")
     (first, b_1), (second, b_2), (third, b_3) = steps
 
     def run_conv_block(x):

@@ -23,8 +23,9 @@ aten = torch.ops.aten
 CONVFIRST = torch.ops.fastc.convfirst_block.default
 CONVNEXT = torch.ops.fastc.convnext_block.default
 MBCONV = torch.ops.fastc.mbconv_block.default
+INVERTED = torch.ops.fastc.inverted_block.default
 MLP = torch.ops.fastc.mlp_block.default
-BLOCK_OPS = (CONVFIRST, CONVNEXT, MBCONV, MLP)
+BLOCK_OPS = (CONVFIRST, CONVNEXT, INVERTED, MBCONV, MLP)
 
 FLOATS = (torch.float32, torch.float16, torch.bfloat16)
 # Ops between a product and what reads it that change nothing but the shape: a linear layer on
@@ -41,6 +42,7 @@ class FuseBlocks(Pass):
         x + conv1x1(act(conv1x1(conv_kxk(x, groups=g))))              -> fastc.convfirst_block
         x + conv1x1(act2(dwconv_kxk(act1(conv1x1(x)))))               -> fastc.mbconv_block
         x + g * permute(down(act(up(layer_norm(permute(conv_kxk(x)))))))  -> fastc.convnext_block
+        conv1x1(act2(dwconv_kxk(pad(act1(conv1x1(x))), stride)))      -> fastc.inverted_block
         x + down(act(up(norm(x))) [* gate(norm(x))])                  -> fastc.mlp_block
 
     Convolutions: weights and biases constants (BatchNorm folded before this pass), stride 1,
@@ -49,7 +51,9 @@ class FuseBlocks(Pass):
     views and N-D input reshapes; a clone between them, a dropout at inference, goes), the norm
     none, a layer norm over the last dimension, or an RMS norm spelled out (x * rsqrt(mean(x^2) +
     eps) * w), the gate a second product of the same normalized input multiplying the activated
-    one (SwiGLU). ConvNeXt: the k x k conv's output permuted channels-last, a layer norm over the
+    one (SwiGLU). An inverted block without a residual: the depthwise conv of stride 1 or 2, its
+    padding (its own, or a zero constant_pad_nd before it) any amount below k per side, the
+    projection to any number of channels. ConvNeXt: the k x k conv's output permuted channels-last, a layer norm over the
     channels, two linear layers, permuted back, the layer scale g (a constant, before or after the
     permute; optional); the norm's weight and bias are folded into the expansion and g into the
     projection (new constants; exact up to float rounding). Activations: kernels.onednn.ACTIVATIONS. Legality: floating point (fp32, fp16,
@@ -69,6 +73,16 @@ class FuseBlocks(Pass):
             if node.graph is None or node not in gm.graph.nodes:
                 continue
             found = _conv_block(node) or _mlp_block(gm, node)
+            if found is None or not _wanted(ctx.choices, node, found):
+                continue
+            _rewrite(gm, node, found)
+            fused += 1
+        # Inverted blocks without a residual (strided, or changing the channel count): after the
+        # residual ones, which end at their add.
+        for node in list(gm.graph.nodes):
+            if node not in gm.graph.nodes or node.op != "call_function" or node.target is not aten.convolution.default:
+                continue
+            found = _inverted(node)
             if found is None or not _wanted(ctx.choices, node, found):
                 continue
             _rewrite(gm, node, found)
@@ -383,6 +397,66 @@ def _convnext_weights(gm: fx.GraphModule, folds, before: fx.Node) -> list:
     values = (w1[:, :, None, None].contiguous(), b1, w2[:, :, None, None].contiguous(), b2)
     return [add_constant(gm, t, hint=f"{before.name}_{part}", before=before)
             for t, part in zip(values, ("expand_weight", "expand_bias", "project_weight", "project_bias"))]
+
+
+def _depthwise(node):
+    """(input, weight node, bias node, stride, [left, right, top, bottom], the input's reader) of a
+    depthwise convolution (groups = channels, odd k, stride 1 or 2, dilation 1, constant weight and
+    bias), its padding its own plus a zero constant_pad_nd before it that nothing else reads."""
+    if not isinstance(node, fx.Node) or node.op != "call_function" or node.target is not aten.convolution.default:
+        return None
+    x, w, b, stride, padding, dilation, transposed, _, groups = node.args
+    if transposed or not is_constant(w) or (b is not None and not is_constant(b)) or not isinstance(x, fx.Node):
+        return None
+    wv = constant_value(w)
+    if wv.dim() != 4 or wv.shape[1] != 1 or groups != wv.shape[0] or wv.shape[2] != wv.shape[3] or wv.shape[2] % 2 != 1:
+        return None
+    if list(dilation) != [1, 1] or len(set(stride)) != 1 or stride[0] not in (1, 2):
+        return None
+    k, reader = wv.shape[2], node
+    pads = [padding[1], padding[1], padding[0], padding[0]]
+    if x.op == "call_function" and x.target is aten.constant_pad_nd.default and len(x.args[1]) == 4 \
+            and (len(x.args) < 3 or x.args[2] == 0) and _only_reader(x, node) and isinstance(x.args[0], fx.Node):
+        pads = [p + q for p, q in zip(pads, x.args[1])]
+        reader, x = x, x.args[0]
+    if any(not isinstance(p, int) or p < 0 or p >= k for p in pads):
+        return None
+    return x, w, b, stride[0], pads, reader
+
+
+def _inverted(p: fx.Node) -> Found | None:
+    """conv1x1(act2(dwconv(pad(act1(conv1x1(x)))))) ending at the projection `p`."""
+    out = _tensor(p)
+    if out is None or len(out.shape) != 4 or not _floating(out):
+        return None
+    proj = _one_by_one(p)
+    if proj is None:
+        return None
+    h2 = proj[0]
+    if not _only_reader(h2, proj[5]):
+        return None
+    d, act2, act2_args = _through_act(h2)
+    dw = _depthwise(d)
+    if dw is None:
+        return None
+    h1 = dw[0]
+    if not _only_reader(h1, dw[5]):
+        return None
+    e, act1, act1_args = _through_act(h1)
+    exp = _one_by_one(e)
+    if exp is None or not isinstance(exp[0], fx.Node):
+        return None
+    x = exp[0]
+    hidden = constant_value(dw[1]).shape[0]
+    if constant_value(exp[1]).shape[0] != hidden or constant_value(proj[1]).shape[1] != hidden:
+        return None
+    if act1 == "none" or act2 == "none":   # a plain conv chain, not an inverted block
+        return None
+    channels = constant_value(exp[1]).shape[1]
+    k = constant_value(dw[1]).shape[2]
+    macs = channels * hidden + hidden * k * k + hidden * constant_value(proj[1]).shape[0]
+    return Found(INVERTED, x, [exp[1], exp[2], act1, act1_args, dw[1], dw[2], dw[3], dw[4], act2, act2_args,
+                               proj[1], proj[2]], macs, hidden)
 
 
 # -- the transformer MLP block ----------------------------------------------------------------

@@ -106,7 +106,8 @@ def op_flops(node: fx.Node) -> int | None:
 
 
 _CONV2D_ACT, _LINEAR_ACT = "fastc.conv2d_act", "fastc.linear_act"
-_BLOCKS = ("fastc.convfirst_block", "fastc.convnext_block", "fastc.mbconv_block", "fastc.mlp_block")
+_BLOCKS = ("fastc.convfirst_block", "fastc.convnext_block", "fastc.inverted_block", "fastc.mbconv_block",
+           "fastc.mlp_block")
 
 
 def _block_flops(node: fx.Node, name: str) -> int | None:
@@ -120,6 +121,11 @@ def _block_flops(node: fx.Node, name: str) -> int | None:
         return rows * sum(2 * _numel(w) for w in products)
     pixels = x[0] * _numel(x[2:])
     convs = [w for w in weights if len(w) == 4]
+    if name == "fastc.inverted_block":   # the depthwise conv and the projection at the output's pixels
+        out = _shape(node)
+        if out is None:
+            return None
+        return pixels * 2 * _numel(convs[0]) + out[0] * _numel(out[2:]) * sum(2 * _numel(w) for w in convs[1:])
     return pixels * sum(2 * _numel(w) for w in convs)
 
 

@@ -174,3 +174,23 @@ graph @gpt2_mlp(%x: f32[4, 4]) {
   %y: f32[4, 4] = aten.add.Tensor(%x, %d)
   return (%y,)
 }
+
+# -----
+# MobileNetV2's strided inverted block without a residual, as HF writes it: TF "same" padding as
+# a zero constant_pad_nd [0, 1, 0, 1] before the unpadded stride-2 depthwise conv; more channels out.
+# CHECK-LABEL: graph @inverted
+# CHECK: %p_block: f32[1, 6, 2, 2] = fastc.inverted_block.default(%x, %we, none, "hardtanh", [0.0, 6.0], %wd, none, 2, [0, 1, 0, 1], "hardtanh", [0.0, 6.0], %wp, %bp)
+# CHECK-NOT: aten.
+graph @inverted(%x: f32[1, 4, 4, 4]) {
+  %we: f32[12, 4, 1, 1] = const dense<[0.5]>
+  %wd: f32[12, 1, 3, 3] = const dense<[-0.25]>
+  %wp: f32[6, 12, 1, 1] = const dense<[0.3]>
+  %bp: f32[6] = const dense<[0.1]>
+  %e: f32[1, 12, 4, 4] = aten.convolution.default(%x, %we, none, [1, 1], [0, 0], [1, 1], false, [0, 0], 1)
+  %a: f32[1, 12, 4, 4] = aten.hardtanh.default(%e, 0.0, 6.0)
+  %pad: f32[1, 12, 5, 5] = aten.constant_pad_nd.default(%a, [0, 1, 0, 1], 0.0)
+  %d: f32[1, 12, 2, 2] = aten.convolution.default(%pad, %wd, none, [2, 2], [0, 0], [1, 1], false, [0, 0], 12)
+  %a2: f32[1, 12, 2, 2] = aten.hardtanh.default(%d, 0.0, 6.0)
+  %p: f32[1, 6, 2, 2] = aten.convolution.default(%a2, %wp, %bp, [1, 1], [0, 0], [1, 1], false, [0, 0], 1)
+  return (%p,)
+}

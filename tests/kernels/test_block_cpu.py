@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 pytest.importorskip("torch_mlir")
 
 from fastc.kernels.block_cpu import BlockUnsupported, compile_block  # noqa: E402
 from fastc.kernels.blocks import (convfirst_block_reference, convnext_block_reference,  # noqa: E402
                                   mbconv_block_reference, mlp_block_reference)
+from fastc.kernels.onednn import activation  # noqa: E402
 
 TOL = dict(rtol=1e-4, atol=1e-4)
 
@@ -184,3 +186,82 @@ def test_refusals():
     x, params = _mlp((4, 16), 32, "batch", "relu", False)
     with pytest.raises(BlockUnsupported, match="norm"):
         compile_block("mlp_block", x.shape, params)
+
+
+# -- inverted_block: MobileNetV2's inverted block without residual, strided, explicit padding ------
+def _act(t, act, act_args):
+    fn = activation(act, act_args)[0]
+    return fn(t) if fn is not None else t
+
+
+def inverted_block_reference(x, we, be, act1, act1_args, wd, bd, stride, padding, act2, act2_args, wp, bp):
+    """padding = [left, right, top, bottom] (zeros, applied after act1)."""
+    h = _act(F.conv2d(x, we, be), act1, act1_args)
+    h = F.pad(h, list(padding))
+    h = _act(F.conv2d(h, wd, bd, stride, 0, 1, wd.shape[0]), act2, act2_args)
+    return F.conv2d(h, wp, bp)
+
+
+def _inverted(N, C, H, W, e, cout, stride, padding, k=3, act1="hardtanh", a1=(0.0, 6.0), act2="hardtanh",
+              a2=(0.0, 6.0), seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=gen)  # noqa: E731
+    x = r(N, C, H, W)
+    hid = C * e
+    params = (r(hid, C, 1, 1) * 0.2, r(hid) * 0.1, act1, list(a1), r(hid, 1, k, k) * 0.3, r(hid) * 0.1,
+              stride, list(padding), act2, list(a2), r(cout, hid, 1, 1) * 0.1, r(cout) * 0.1)
+    return x, params
+
+
+def _check_inverted(x, params):
+    out = compile_block("inverted_block", tuple(x.shape), params)(x)
+    ref = inverted_block_reference(x, *params)
+    assert out.shape == ref.shape and out.is_contiguous()
+    torch.testing.assert_close(out, ref, **TOL)
+    return out
+
+
+@pytest.mark.parametrize("case", [
+    (2, 16, 8, 8, 6, 24, 2, (0, 1, 0, 1)),      # HF MobileNetV2's stride-2 padding
+    (2, 16, 16, 16, 6, 24, 2, (0, 1, 0, 1)),
+    (1, 16, 7, 7, 6, 24, 2, (1, 1, 1, 1)),      # torchvision's, odd size
+    (2, 24, 4, 4, 6, 32, 1, (1, 1, 1, 1)),      # stride 1
+    (2, 16, 2, 2, 6, 24, 2, (0, 1, 0, 1)),      # 2x2 input -> 1x1
+    (1, 16, 2, 2, 6, 24, 2, (1, 1, 1, 1)),
+])
+def test_inverted(case):
+    N, C, H, W, e, cout, s, pad = case
+    _check_inverted(*_inverted(N, C, H, W, e, cout, s, pad))
+
+
+def test_inverted_k5_bands_asymmetric():
+    # several bands per image, k = 5, asymmetric padding, other activations
+    _check_inverted(*_inverted(1, 24, 40, 36, 6, 40, 2, (2, 1, 1, 2), k=5, act1="silu", a1=(), act2="relu", a2=()))
+    _check_inverted(*_inverted(1, 8, 33, 9, 4, 12, 1, (0, 2, 2, 0), k=3))
+
+
+def test_inverted_threads_bitwise_equal():
+    x, params = _inverted(4, 24, 16, 16, 6, 32, 2, (0, 1, 0, 1))
+    before = torch.get_num_threads()
+    try:
+        outs = []
+        for t in (1, 2):
+            torch.set_num_threads(t)
+            outs.append(compile_block("inverted_block", tuple(x.shape), params)(x))
+        assert torch.equal(outs[0], outs[1])
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_inverted_refusals():
+    x, params = _inverted(1, 16, 8, 8, 2, 24, 2, (0, 1, 0, 1), k=4)       # even kernel
+    with pytest.raises(BlockUnsupported, match="odd square kernel"):
+        compile_block("inverted_block", x.shape, params)
+    x, params = _inverted(1, 16, 8, 8, 2, 24, 3, (1, 1, 1, 1))            # stride 3
+    with pytest.raises(BlockUnsupported, match="stride"):
+        compile_block("inverted_block", x.shape, params)
+    x, params = _inverted(1, 16, 8, 8, 2, 24, 2, (0, 3, 0, 1))            # padding > k - 1
+    with pytest.raises(BlockUnsupported, match="padding"):
+        compile_block("inverted_block", x.shape, params)
+    with pytest.raises(BlockUnsupported, match="12 parameters"):
+        compile_block("inverted_block", x.shape, params[:7] + params[8:])

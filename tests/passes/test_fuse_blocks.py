@@ -22,6 +22,7 @@ from fastc_eval.frozen_graph import capture
 CONVFIRST = torch.ops.fastc.convfirst_block.default
 MBCONV = torch.ops.fastc.mbconv_block.default
 CONVNEXT = torch.ops.fastc.convnext_block.default
+INVERTED = torch.ops.fastc.inverted_block.default
 MLP = torch.ops.fastc.mlp_block.default
 
 
@@ -74,6 +75,26 @@ class ConvNextBlock(nn.Module):
         return self.layer_scale * h + x
 
 
+class StridedInverted(nn.Module):
+    """MobileNetV2's inverted block without a residual: stride 2, more channels out; padding as HF
+    writes it for TF's "same" (zero constant_pad_nd [0, 1, 0, 1]) or torchvision's (padding 1)."""
+
+    def __init__(self, c: int = 8, out: int = 12, expand: int = 6, tf_padding: bool = True):
+        super().__init__()
+        h = c * expand
+        self.tf_padding = tf_padding
+        self.expand = nn.Sequential(nn.Conv2d(c, h, 1, bias=False), nn.BatchNorm2d(h), nn.ReLU6())
+        self.dw = nn.Sequential(nn.Conv2d(h, h, 3, stride=2, padding=0 if tf_padding else 1, groups=h, bias=False),
+                                nn.BatchNorm2d(h), nn.ReLU6())
+        self.project = nn.Sequential(nn.Conv2d(h, out, 1, bias=False), nn.BatchNorm2d(out))
+
+    def forward(self, x):
+        h = self.expand(x)
+        if self.tf_padding:
+            h = F.pad(h, [0, 1, 0, 1])
+        return self.project(self.dw(h))
+
+
 class PreNormMlp(nn.Module):
     def __init__(self, d: int = 16, act: nn.Module = nn.GELU()):
         super().__init__()
@@ -110,6 +131,8 @@ CASES = {  # name -> (model, input, the block op it becomes)
     "convfirst-7x7-depthwise": (lambda: ConvFirst(c=8, groups=8, k=7), lambda: torch.randn(2, 8, 7, 7), CONVFIRST),
     "mbconv": (lambda: InvertedResidual(), lambda: torch.randn(2, 8, 5, 5), MBCONV),
     "convnext": (lambda: ConvNextBlock(), lambda: torch.randn(2, 16, 6, 6), CONVNEXT),
+    "inverted-tf-padding": (lambda: StridedInverted(), lambda: torch.randn(2, 8, 8, 8), INVERTED),
+    "inverted-torchvision": (lambda: StridedInverted(tf_padding=False), lambda: torch.randn(2, 8, 7, 7), INVERTED),
     "pre-norm-mlp": (lambda: PreNormMlp(), lambda: torch.randn(2, 5, 16), MLP),
     "swiglu": (lambda: SwiGlu(), lambda: torch.randn(3, 4, 16), MLP),
     "post-norm-mlp": (lambda: PostNormMlp(), lambda: torch.randn(2, 5, 16), MLP),
@@ -141,7 +164,7 @@ def test_each_block_form_becomes_one_op_equal_to_before(name):
     assert make_pass("fuse-blocks").run(gm, PassContext()) == 1
     make_pass("dead-code").run(gm, PassContext())
     gm.recompile()
-    assert [n.target for n in gm.graph.nodes if n.target in (CONVFIRST, CONVNEXT, MBCONV, MLP)] == [op]
+    assert [n.target for n in gm.graph.nodes if n.target in (CONVFIRST, CONVNEXT, INVERTED, MBCONV, MLP)] == [op]
     assert not any(n.target in (torch.ops.aten.convolution.default, torch.ops.aten.mm.default,
                                 torch.ops.aten.addmm.default) for n in gm.graph.nodes)
     torch.testing.assert_close(gm(x)[0], before, rtol=1e-5, atol=1e-5)
@@ -198,7 +221,7 @@ def test_the_choices_object_decides_which_legal_blocks_fuse():
 # -- through torch.compile ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("name", ["convfirst", "convnext", "mbconv", "swiglu", "post-norm-mlp"])
+@pytest.mark.parametrize("name", ["convfirst", "convnext", "mbconv", "inverted-tf-padding", "swiglu", "post-norm-mlp"])
 def test_compiled_equals_eager_with_and_without_the_pass(fresh, name, dtype):
     model, x, op = _case(name)
     model, x = model.to(dtype), x.to(dtype)
@@ -230,7 +253,8 @@ def test_measured_choice_picks_one_implementation_per_block(fresh, monkeypatch):
     assert len(picks) == 1 and set(picks.values()) <= set(block_calls.candidates("convfirst_block"))
 
 
-@pytest.mark.parametrize("name", ["convfirst", "convnext", "mbconv", "pre-norm-mlp", "swiglu"])
+@pytest.mark.parametrize("name", ["convfirst", "convnext", "mbconv", "inverted-tf-padding", "inverted-torchvision",
+                                  "pre-norm-mlp", "swiglu"])
 def test_onednn_layers_equal_the_reference(name):
     model, x, op = _case(name)
     gm = capture(model, (x,))
