@@ -59,6 +59,11 @@ def candidates(op: str, channels: int = 0, hidden: int = 0) -> list[str]:
     return ["block-kernel", "onednn-layers", "aten-layers"]
 
 
+#: Runs of each candidate before the choices object times them: a block kernel's first runs on
+#: a fresh libgomp team were slow enough here to lose a measurement it wins 2x afterwards.
+WARM_RUNS = 3
+
+
 class BlockCall:
     def __init__(self, name: str, op: str, choices, info, static: bool = False):
         self.__name__ = name
@@ -106,11 +111,14 @@ class BlockCall:
         return runs[pick]
 
     def _try(self, runs: dict, kind: str, bind, x) -> None:
-        """runs[kind] = bind(), once it has run `x` (building what it builds before any timing);
-        a failure is the report's reason, and that candidate is not offered."""
+        """runs[kind] = bind(), once it has run `x` a few times (building what it builds, and
+        warming what the first runs touch: libgomp's team, the kernel's stack buffers, oneDNN's
+        primitive cache, before any timing); a failure is the report's reason, and that candidate
+        is not offered."""
         try:
             run = bind()
-            run(x)
+            for _ in range(WARM_RUNS):
+                run(x)
             runs[kind] = run
         except Exception as e:  # noqa: BLE001 - that implementation cannot run this problem
             reason = f"{kind}: {type(e).__name__}: {str(e)[:300]}"
