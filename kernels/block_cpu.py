@@ -1,5 +1,6 @@
 """Native CPU block kernels: a whole residual block (kernels/blocks.py's convfirst_block,
-convnext_block, mbconv_block, mlp_block) as one generated, vectorised, tiled loop nest (block_cpu_ir.py),
+convnext_block, mbconv_block, mlp_block) as one generated, vectorised, tiled loop nest (block_cpu_ir.py, written with the pieces of
+block_cpu_emit.py),
 JIT-compiled by LLVM through torch-mlir's ExecutionEngine (opt level 3, host CPU).
 
     run = compile_block("convfirst_block", x.shape, (ws, bs, groups, we, be, act, act_args, wp, bp))
@@ -35,7 +36,8 @@ from typing import Callable
 import torch
 
 from . import block_cpu_ir as ir_
-from .block_cpu_ir import MR, Unsupported
+from .block_cpu_emit import Unsupported, entry_text
+from .block_cpu_ir import MR
 
 OPT_LEVEL = 3
 OPS = ("convfirst_block", "convnext_block", "mbconv_block", "mlp_block", "inverted_block")
@@ -103,7 +105,7 @@ class _Module:
                 passmanager.PassManager.parse(_pipeline()).run(module.operation)
                 text = str(module).rstrip()
                 assert text.endswith("}")
-                text = text[:-1] + ir_.entry_text(self.nargs, plan.chunks, bool(gomp)) + "}\n"
+                text = text[:-1] + entry_text(self.nargs, plan.chunks, bool(gomp)) + "}\n"
                 module = ir.Module.parse(text)
                 self.engine = ExecutionEngine(module, opt_level=OPT_LEVEL, shared_libs=[])
                 for name, address in gomp.items():

@@ -259,14 +259,20 @@ def _one_by_one(p: fx.Node):
     return proj if proj is not None and proj[3] == 1 else None
 
 
-def _convfirst(x: fx.Node, p: fx.Node) -> Found | None:
+def _projection(p: fx.Node):
+    """(the 1x1 projection's match, the value before its activation, act, act_args) when `p` is
+    an ungrouped 1x1 conv whose input is read by it alone, else None."""
     proj = _one_by_one(p)
-    if proj is None:
+    if proj is None or not _only_reader(proj[0], proj[5]):
         return None
-    h = proj[0]
-    if not _only_reader(h, proj[5]):
+    return (proj, *_through_act(proj[0]))
+
+
+def _convfirst(x: fx.Node, p: fx.Node) -> Found | None:
+    found = _projection(p)
+    if found is None:
         return None
-    e, act, act_args = _through_act(h)
+    proj, e, act, act_args = found
     exp = _one_by_one(e)
     if exp is None:
         return None
@@ -285,13 +291,10 @@ def _convfirst(x: fx.Node, p: fx.Node) -> Found | None:
 
 
 def _mbconv(x: fx.Node, p: fx.Node) -> Found | None:
-    proj = _one_by_one(p)
-    if proj is None:
+    found = _projection(p)
+    if found is None:
         return None
-    h2 = proj[0]
-    if not _only_reader(h2, proj[5]):
-        return None
-    d, act2, act2_args = _through_act(h2)
+    proj, d, act2, act2_args = found
     dw = _conv(d)
     if dw is None:
         return None
@@ -429,13 +432,10 @@ def _inverted(p: fx.Node) -> Found | None:
     out = _tensor(p)
     if out is None or len(out.shape) != 4 or not _floating(out):
         return None
-    proj = _one_by_one(p)
-    if proj is None:
+    found = _projection(p)
+    if found is None:
         return None
-    h2 = proj[0]
-    if not _only_reader(h2, proj[5]):
-        return None
-    d, act2, act2_args = _through_act(h2)
+    proj, d, act2, act2_args = found
     dw = _depthwise(d)
     if dw is None:
         return None
