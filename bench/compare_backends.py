@@ -3,7 +3,7 @@
     python bench/compare_backends.py [--models cnn gpt digits-cnn ...] [--out docs/benchmarks/x.md]
 
 Rounds alternate the order of the backends. Per model: compile time (first call; cold: Inductor's caches off, fastc's on-disk cache in a
-fresh directory; with --warm also a second compile with every cache filled), steady-state time per call (medians of interleaved runs, so
+fresh directory; with --warm also a second compile with every cache filled), steady-state time per call (medians of interleaved rounds of calls, so
 that all backends see the same machine load; ratios are against eager in the same run), kernel
 counts (fastc: planned kernels plus ATen calls outside them; Inductor: generated kernels), and
 the bytes fastc's kernels move against the same ops run one by one. On a CUDA machine the same
@@ -41,14 +41,22 @@ def _tensors(out) -> list:
     return [t for t in torch.utils._pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
 
 
-def _time(fn, inputs, device):
+def _time(fn, inputs, device, calls: int = 1):
+    """Milliseconds per call over `calls` calls in a row."""
     if device == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    fn(*inputs)
+    for _ in range(calls):
+        fn(*inputs)
     if device == "cuda":
         torch.cuda.synchronize()
-    return (time.perf_counter() - start) * 1e3
+    return (time.perf_counter() - start) * 1e3 / calls
+
+
+# A round times each backend over this many milliseconds of calls at least (a model of 0.4 ms
+# runs 8 calls in a row per round): the steady state a loop over inputs sees, with the timer's
+# and the machine's jitter spread over several calls.
+ROUND_MS = 3.0
 
 
 def _fastc_counts(reports):
@@ -94,12 +102,13 @@ def run(names, runs: int, device: str, with_inductor: bool, warm: bool = False):
             times = {b: [] for b in backends}
             for fn in backends.values():
                 fn(*inputs)
+            calls = max(1, min(50, round(ROUND_MS / min(_time(model, inputs, device) for _ in range(3)))))
             order = list(backends.items())
             for r in range(runs):
                 # Each round in the other order: the backend timed right after another runs a few
                 # percent faster on this machine (caches), which must favour none.
                 for b, fn in (order if r % 2 == 0 else order[::-1]):
-                    times[b].append(_time(fn, inputs, device))
+                    times[b].append(_time(fn, inputs, device, calls))
         med = {b: statistics.median(t) for b, t in times.items()}
         rows.append((name, med, compile_s, counts))
     return rows
@@ -132,7 +141,8 @@ def table(rows, runs, device, with_inductor) -> str:
     warm = any("fastc warm" in c for _, _, c, _ in rows)
     if warm:
         head += ["warm compile s: fastc", "inductor"] if with_inductor else ["warm compile s: fastc"]
-    lines = [f"Machine: {machine.describe()}; device {device}; median of {runs} interleaved runs; "
+    lines = [f"Machine: {machine.describe()}; device {device}; median of {runs} interleaved rounds, each "
+             f"backend's round {ROUND_MS:g} ms or more of calls in a row (at most 50); "
              "ratios are time / eager time in the same run (below 1 is faster).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, med, compile_s, counts in rows:

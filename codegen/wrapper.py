@@ -431,12 +431,22 @@ def _call_graph(gm, steps, calls, library: dict) -> fx.GraphModule:
     """`gm` with each kernel's ops replaced by one call of `calls[kernel.id]`, and each node in
     `library` by a call of its callable, in `steps` order."""
     import operator
+
+    from .view_chains import view_chains
     graph = fx.Graph()
     env: dict = {}
     for n in gm.graph.nodes:
         if n.op == "placeholder":
             env[n] = graph.node_copy(n, lambda a: env[a])
+    views, unneeded = view_chains([s for s in steps if isinstance(s, fx.Node) and s not in library])
     for step in steps:
+        if isinstance(step, fx.Node) and step in unneeded:
+            continue
+        if isinstance(step, fx.Node) and step in views:
+            root, chain = views[step]
+            env[step] = graph.call_function(chain, (env[root],))
+            env[step].name = step.name
+            continue
         if isinstance(step, fx.Node):
             env[step] = graph.node_copy(step, lambda a: env[a])
             if step in library:
@@ -449,7 +459,11 @@ def _call_graph(gm, steps, calls, library: dict) -> fx.GraphModule:
     output = next(n for n in gm.graph.nodes if n.op == "output")
     graph.output(fx.node.map_arg(output.args[0], lambda a: env[a]))
     from .aten_kernel import direct_calls
-    return direct_calls(fx.GraphModule(gm, graph))
+    module = fx.GraphModule(gm, graph)
+    for n in graph.nodes:  # constants as plain attributes: read without nn.Module.__getattr__
+        if n.op == "get_attr" and "." not in n.target:
+            module.__dict__[n.target] = getattr(module, n.target)
+    return direct_calls(module)
 
 
 def _steps(gm, plan):

@@ -11,6 +11,7 @@ without frozen weights, which takes the weights as inputs like eager does.
 """
 from __future__ import annotations
 
+import operator
 import threading
 
 import torch
@@ -21,14 +22,15 @@ class FrozenWeights:
         self.positions = list(positions)
         self.tensors = list(tensors)
         self.state = [(t._version, t.data_ptr()) for t in self.tensors]
+        self._frozen_of = picker(self.positions)   # a call's frozen inputs, as one tuple
 
     def match(self, args: list) -> bool:
-        """Whether the frozen inputs of `args` are the very tensors frozen, unchanged."""
-        for i, frozen, (version, pointer) in zip(self.positions, self.tensors, self.state):
-            a = args[i]
-            if a is not frozen or a._version != version or a.data_ptr() != pointer:
-                return False
-        return True
+        """Whether the frozen inputs of `args` are the very tensors frozen, unchanged (identity
+        compared in one C loop, then versions and data pointers)."""
+        got = self._frozen_of(args)
+        if not all(map(operator.is_, got, self.tensors)):
+            return False
+        return [(t._version, t.data_ptr()) for t in got] == self.state
 
     def describe_mismatch(self, args: list) -> str:
         for i, frozen, (version, pointer) in zip(self.positions, self.tensors, self.state):
@@ -40,6 +42,16 @@ class FrozenWeights:
             if a.data_ptr() != pointer:
                 return f"input {i} has new data since it was frozen (.data assigned)"
         return "weights unchanged"
+
+
+def picker(positions: list[int]):
+    """args -> (args[i] for i in positions) as a tuple, in one C call where it can be."""
+    if len(positions) > 1:
+        return operator.itemgetter(*positions)
+    if positions:
+        i = positions[0]
+        return lambda args: (args[i],)
+    return lambda args: ()
 
 
 class Variant:

@@ -22,7 +22,7 @@ from fastc.passes import MetricError, PassContext
 from .debug_dump import DebugDump
 from .freezing import freeze
 from .lossy_context import lossy_context
-from .frozen_weights import FrozenWeights, Variant
+from .frozen_weights import FrozenWeights, Variant, picker
 from .ir.constants import copy_graph, drop_unused_constants, is_constant
 from .options import Options
 from .pass_manager import run_pipeline
@@ -172,14 +172,14 @@ def _boxed(gm: fx.GraphModule, frozen: list[int], runner=None, guard: FrozenWeig
         def run(args):
             nonlocal keep
             if keep is None:
-                keep = [i for i in range(len(args)) if i not in frozen_set]
+                keep = picker([i for i in range(len(args)) if i not in frozen_set])
             if guard is not None and not guard.match(args):
                 if report is not None and report.weights_changed is None:
                     report.weights_changed = guard.describe_mismatch(args)
                     log.info("fastc: graph %d: %s; running it with the weights as inputs",
                              report.graph_id, report.weights_changed)
                 return unfrozen.get()(args)
-            kept = [args[i] for i in keep]
+            kept = keep(args)
             args.clear()
             return forward(*kept)
     else:

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from fastc.passes import (CommonSubexpressions, DeadCode, FoldBatchNorm, FoldConstants, FuseAttention,
-                          FuseBlocks, FuseProductEpilogues, Pass, PlanKernels, RemoveNoops, parse_pipeline)
+                          FuseBlocks, FuseProductEpilogues, MergeSiblingProducts, Pass, PlanKernels, RemoveNoops,
+                          parse_pipeline)
 
 from .options import Options
 
@@ -18,7 +19,8 @@ def default_pipeline(opts: Options) -> list[Pass]:
         FuseAttention(),          # softmax(q @ k.T * s + mask) @ v as one SDPA
         DeadCode(),               # drop what nothing uses
         FuseBlocks(),             # residual blocks (conv, MLP) as one block op each
-        *cpu_passes(opts),        # cpu target: products with their epilogues (oneDNN or ATen)
+        *cpu_passes(opts),        # cpu target: sibling products as one (q, k, v), products with
+                                  # their epilogues (oneDNN or ATen)
         PlanKernels(),            # group ops into kernels (marks only; how far: ctx.choices)
     ]
     return passes
@@ -26,7 +28,7 @@ def default_pipeline(opts: Options) -> list[Pass]:
 
 def cpu_passes(opts: Options) -> list[Pass]:
     """Rewrites into ops only the cpu target runs well (their implementation is chosen there)."""
-    return [FuseProductEpilogues()] if opts.target == "cpu" else []
+    return [MergeSiblingProducts(), FuseProductEpilogues()] if opts.target == "cpu" else []
 
 
 def lossy_passes(opts: Options) -> list[Pass]:

@@ -18,7 +18,9 @@ Each op has two implementations computing the same values, and which runs is a p
 
 Layouts: oneDNN writes a packed convolution's output channels-last. Unless `any_layout` (the
 graph's pass sets it when only other conv2d_act ops read the value, which take any layout),
-both implementations return a contiguous tensor, as the graph's later views expect.
+both implementations return a contiguous tensor, as the graph's later views expect; with it,
+both return it channels-last (ATen's runs on a channels-last copy of an input that is not), so
+the layout a chain of convolutions and poolings runs in does not depend on which one is picked.
 
 Activations (`ACTIVATIONS`): none, relu, hardtanh (act_args = [min, max]; relu6 is [0, 6]),
 gelu, gelu-tanh, silu, sigmoid, tanh, hardswish. Only float32 is taken (`onednn_refusal`).
@@ -118,6 +120,8 @@ def bind_conv2d_act(kind: str, weight, stride, padding, dilation, groups: int, h
         conv = torch.ops.aten.convolution.default._op
 
         def run_aten(x, w, b, *rest):
+            if any_layout:  # channels-last in, channels-last out: the layout oneDNN's result has
+                x = x.contiguous(memory_format=torch.channels_last)
             out = conv(x, weight, b, stride, padding, dilation, False, [0, 0], groups)
             if has_residual:
                 out.add_(rest[4])  # a fresh output: added in place

@@ -41,7 +41,8 @@ class FuseProductEpilogues(Pass):
     (float32 on the CPU, a torch build with oneDNN); exact up to float rounding. How the op runs
     (oneDNN on a weight packed once, or the ATen ops one by one) is the choices object's pick,
     per problem, at code generation. A convolution whose every reader is another conv2d_act may
-    return its result channels-last (`any_layout`): that chain then never converts layouts.
+    return its result channels-last (`any_layout`), also when a max / average pooling between them
+    passes the layout on: that chain then never converts layouts.
     Which legal products it takes is the choices object's preference (`library_product`: the
     rules take convolutions and products of at least 4M multiply-adds); without one, every legal
     product. The pipeline runs it for the cpu target only.
@@ -247,11 +248,38 @@ def _weight_chain(operand) -> list:
     return chain + ([operand] if isinstance(operand, fx.Node) else [])
 
 
+# Pooling ops that take any layout and keep their input's (a channels-last input gives a
+# channels-last result: ATen's fast path for them): between convolutions they pass the layout on.
+LAYOUT_KEEPING_POOLS = (aten.max_pool2d_with_indices.default, aten.max_pool2d.default,
+                        aten.avg_pool2d.default)
+
+
 def _free_layouts(gm: fx.GraphModule) -> None:
-    """any_layout on each conv2d_act read only by other conv2d_act ops (as input or residual)."""
+    """any_layout on each conv2d_act read only by other conv2d_act ops (as input or residual),
+    directly or through max / average pooling whose results only conv2d_act ops read."""
     for n in gm.graph.nodes:
-        if n.target is CONV2D_ACT and n.users and all(u.target is CONV2D_ACT for u in n.users):
+        if n.target is CONV2D_ACT and _read_in_any_layout(n):
             n.update_arg(10, True)
+
+
+def _read_in_any_layout(value: fx.Node) -> bool:
+    """Whether every reader of `value` takes it in any layout and gives only conv2d_act ops a
+    result in that layout."""
+    import operator
+    if not value.users:
+        return False
+    for u in value.users:
+        if u.target is CONV2D_ACT:
+            continue
+        if u.target in LAYOUT_KEEPING_POOLS and u.args[0] is value:
+            if u.target is aten.max_pool2d_with_indices.default:  # only its values read
+                if all(g.target is operator.getitem and g.args[1] == 0 and _read_in_any_layout(g)
+                       for g in u.users) and u.users:
+                    continue
+            elif _read_in_any_layout(u):
+                continue
+        return False
+    return True
 
 
 def _linear_on_nd_inputs(gm: fx.GraphModule) -> None:

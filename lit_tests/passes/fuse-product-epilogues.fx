@@ -33,6 +33,24 @@ graph @depthwise_chain(%x: f32[1, 2, 3, 3]) {
 }
 
 # -----
+# A max pooling between two convolutions (a ResNet stem) passes the layout on: the first
+# convolution may return its result channels-last, since only the pooling's values are read
+# and only by the second convolution.
+# CHECK-LABEL: graph @stem_pool
+# CHECK: %c1_act: f32[1, 2, 4, 4] = fastc.conv2d_act.default(%x, %w, none, [1, 1], [0, 0], [1, 1], 1, none, "relu", [], true)
+# CHECK: aten.max_pool2d_with_indices.default(%c1_act, [2, 2], [2, 2])
+# CHECK: %c2_act: f32[1, 2, 2, 2] = fastc.conv2d_act.default(%p, %w, none, [1, 1], [0, 0], [1, 1], 1, none, "none", [], false)
+graph @stem_pool(%x: f32[1, 2, 4, 4]) {
+  %w: f32[2, 2, 1, 1] = const dense<[1.0, 0.5, -0.5, 2.0]>
+  %c1: f32[1, 2, 4, 4] = aten.convolution.default(%x, %w, none, [1, 1], [0, 0], [1, 1], false, [0, 0], 1)
+  %r: f32[1, 2, 4, 4] = aten.relu.default(%c1)
+  %mp: (f32[1, 2, 2, 2], i64[1, 2, 2, 2]) = aten.max_pool2d_with_indices.default(%r, [2, 2], [2, 2])
+  %p: f32[1, 2, 2, 2] = getitem(%mp, 0)
+  %c2: f32[1, 2, 2, 2] = aten.convolution.default(%p, %w, none, [1, 1], [0, 0], [1, 1], false, [0, 0], 1)
+  return (%c2,)
+}
+
+# -----
 # A linear layer on 3-D input as aot graphs have it (view -> addmm -> view) with a tanh GELU:
 # the activation moves into the op, which then takes the 3-D input as it is (both views go);
 # the (out, in) weight is the constant itself.
