@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from fastc.passes import (CommonSubexpressions, DeadCode, FoldBatchNorm, FoldConstants, FuseAttention,
-                          FuseBlocks, FuseProductEpilogues, MergeSiblingProducts, Pass, PlanKernels, RemoveNoops,
-                          parse_pipeline)
+                          FuseBlocks, FuseProductEpilogues, GroupedKvAttention, MergeSiblingProducts, Pass,
+                          PlanKernels, RemoveNoops, parse_pipeline)
 
 from .options import Options
 
@@ -17,6 +17,7 @@ def default_pipeline(opts: Options) -> list[Pass]:
         FoldConstants(),          # precompute ops over frozen weights
         CommonSubexpressions(),   # merge repeated pure ops
         FuseAttention(),          # softmax(q @ k.T * s + mask) @ v as one SDPA
+        GroupedKvAttention(),     # SDPA reads grouped k / v heads as they are, not repeated
         DeadCode(),               # drop what nothing uses
         FuseBlocks(),             # residual blocks (conv, MLP) as one block op each
         *cpu_passes(opts),        # cpu target: sibling products as one (q, k, v), products with

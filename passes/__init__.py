@@ -20,8 +20,10 @@ from .fuse_attention import FuseAttention  # noqa: E402
 from .product_epilogues import FuseProductEpilogues  # noqa: E402
 from .fuse_blocks import FuseBlocks  # noqa: E402
 from .merge_products import MergeSiblingProducts  # noqa: E402
+from .grouped_kv_attention import GroupedKvAttention  # noqa: E402
 
-__all__ += ["FuseAttention", "FuseBlocks", "FuseProductEpilogues", "MergeSiblingProducts", "PlanKernels"]
+__all__ += ["FuseAttention", "FuseBlocks", "FuseProductEpilogues", "GroupedKvAttention", "MergeSiblingProducts",
+            "PlanKernels"]
 
 # Lossy passes: they run only when the user names them (the pass manager measures their cost).
 from .add_weight_noise import AddWeightNoise  # noqa: E402
