@@ -66,10 +66,15 @@ class ViewChain:
 
 
 def chainable(node: fx.Node) -> bool:
-    """A view op of `CHAINABLE` whose arguments other than its input are literals."""
+    """A view op of `CHAINABLE` whose arguments other than its input are literals, on a dense
+    real tensor as far as the example value tells (complex tensors carry conjugate and negative
+    bits a reinterpreted view would have to keep: they run their ops)."""
     if node.op != "call_function" or node.target not in CHAINABLE or node.kwargs:
         return False
     if not node.args or not isinstance(node.args[0], fx.Node):
+        return False
+    val = node.meta.get("val")
+    if isinstance(val, torch.Tensor) and (val.layout != torch.strided or val.is_complex()):
         return False
     return not _has_node(node.args[1:])
 

@@ -72,3 +72,13 @@ def test_slices_with_offsets_and_expands():
     for a, e in zip(run(x), f(x)):
         _same_view(a, e)
         assert a.storage_offset() == e.storage_offset()
+
+
+def test_complex_views_run_their_ops():
+    def f(x):
+        return x.conj().t(), x.t()
+    x = torch.randn(3, 4, dtype=torch.complex64)
+    run = _runner(f, x)
+    assert "view_chains" not in run.module.code
+    for a, e in zip(run(x), f(x)):
+        assert torch.equal(a.resolve_conj(), e.resolve_conj())
