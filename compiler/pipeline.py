@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from fastc.passes import (CommonSubexpressions, DeadCode, FoldBatchNorm, FoldConstants, FuseAttention,
-                          FuseBlocks, FuseProductEpilogues, GroupedKvAttention, MergeSiblingProducts, Pass,
-                          PlanKernels, RemoveNoops, parse_pipeline)
+                          FuseBlocks, FuseProductEpilogues, GroupedKvAttention, IndexAsView, MergeSiblingProducts,
+                          Pass, PlanKernels, RemoveNoops, parse_pipeline)
 
 from .options import Options
 
@@ -16,6 +16,7 @@ def default_pipeline(opts: Options) -> list[Pass]:
         FoldBatchNorm(),          # eval-mode BatchNorm into the conv / linear before it
         FoldConstants(),          # precompute ops over frozen weights
         CommonSubexpressions(),   # merge repeated pure ops
+        IndexAsView(),            # indexing by constant aranges (attention masks) as a view
         FuseAttention(),          # softmax(q @ k.T * s + mask) @ v as one SDPA
         GroupedKvAttention(),     # SDPA reads grouped k / v heads as they are, not repeated
         DeadCode(),               # drop what nothing uses

@@ -21,9 +21,10 @@ from .product_epilogues import FuseProductEpilogues  # noqa: E402
 from .fuse_blocks import FuseBlocks  # noqa: E402
 from .merge_products import MergeSiblingProducts  # noqa: E402
 from .grouped_kv_attention import GroupedKvAttention  # noqa: E402
+from .index_as_view import IndexAsView  # noqa: E402
 
-__all__ += ["FuseAttention", "FuseBlocks", "FuseProductEpilogues", "GroupedKvAttention", "MergeSiblingProducts",
-            "PlanKernels"]
+__all__ += ["FuseAttention", "FuseBlocks", "FuseProductEpilogues", "GroupedKvAttention", "IndexAsView",
+            "MergeSiblingProducts", "PlanKernels"]
 
 # Lossy passes: they run only when the user names them (the pass manager measures their cost).
 from .add_weight_noise import AddWeightNoise  # noqa: E402

@@ -9,7 +9,7 @@ import torch
 import torch.fx as fx
 
 from fastc.ir.constants import add_constant, constant_value, is_constant
-from fastc.ir.op_facts import VIEW_OPS
+from fastc.ir.op_facts import VIEW_OPS, returned
 from fastc.ir.types import TensorType, node_type, type_of_value
 
 from .base import Pass, register
@@ -81,22 +81,9 @@ def _weight(node: fx.Node, x: fx.Node) -> torch.Tensor | None:
     t = node_type(node)
     if not (isinstance(t, TensorType) and len(t.shape) == 2 and all(isinstance(d, int) for d in t.shape)):
         return None
-    if _returned(node):
+    if returned(node):
         return None
     return found[0]
-
-
-def _returned(node: fx.Node) -> bool:
-    """Whether the graph returns `node` or a view of it."""
-    todo = [node]
-    while todo:
-        n = todo.pop()
-        for u in n.users:
-            if u.op == "output":
-                return True
-            if u.target in VIEW_OPS:
-                todo.append(u)
-    return False
 
 
 def _slices_readable(group: list[fx.Node]) -> bool:

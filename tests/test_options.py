@@ -87,8 +87,14 @@ def test_debug_dir_dumps_every_stage(tmp_path):
     (graph_dir,) = glob.glob(str(tmp_path / "graph_*_inference"))
     names = sorted(os.listdir(graph_dir))
     assert names[0] == "00-captured.fx" and "01-frozen.fx" in names
-    assert {"02-remove-noops.fx", "03-fold-batchnorm.fx", "07-dead-code.fx", "report.json",
-            "constants.safetensors"} <= set(names)
+    assert {"02-remove-noops.fx", "03-fold-batchnorm.fx", "report.json", "constants.safetensors"} <= set(names)
+    # then one dump per pass of the pipeline, numbered in its order
+    from fastc.options import make_options
+    from fastc.pipeline import default_pipeline
+    passes = [p.name for p in default_pipeline(make_options({"target": "cpu"}, None))]
+    dumped = [n for n in names if n[:2].isdigit() and n.endswith(".fx") and n[:2] >= "02"]
+    assert dumped == [f"{i + 2:02d}-{name}.fx" for i, name in enumerate(passes)][:len(dumped)]
+    assert f"{passes.index('dead-code') + 2:02d}-dead-code.fx" in names
 
 
 def test_fastc_debug_environment_variable(tmp_path, monkeypatch):

@@ -74,3 +74,16 @@ def is_pure(node: fx.Node) -> bool:
     if isinstance(node.target, torch._ops.OpOverload):
         return not any(t in node.target.tags for t in (torch.Tag.nondeterministic_bitwise,))
     return node.target in (operator.getitem,) or node.target.__module__ in ("_operator", "math")
+
+
+def returned(node: fx.Node) -> bool:
+    """Whether the graph returns `node` or a view of it (so its layout and aliasing are seen)."""
+    todo = [node]
+    while todo:
+        n = todo.pop()
+        for u in n.users:
+            if u.op == "output":
+                return True
+            if u.target in VIEW_OPS:
+                todo.append(u)
+    return False
