@@ -76,13 +76,7 @@ def chainable(node: fx.Node) -> bool:
     val = node.meta.get("val")
     if isinstance(val, torch.Tensor) and (val.layout != torch.strided or val.is_complex()):
         return False
-    return not _has_node(node.args[1:])
-
-
-def _has_node(args) -> bool:
-    found = []
-    fx.node.map_arg(args, found.append)
-    return bool(found)
+    return node.all_input_nodes == [node.args[0]]  # every other argument a literal
 
 
 def view_chains(nodes) -> tuple[dict[fx.Node, tuple[fx.Node, ViewChain]], set[fx.Node]]:

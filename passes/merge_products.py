@@ -55,8 +55,7 @@ def _siblings(x: fx.Node) -> list[fx.Node]:
     or mm) most of them have, in graph order."""
     found = {aten.addmm.default: [], aten.mm.default: []}
     for u in x.users:
-        weight = _weight(u, x)
-        if weight is not None:
+        if _weight(u, x) is not None:
             found[u.target].append(u)
     group = max(found.values(), key=len)
     dtypes = {node_type(n).dtype for n in group if isinstance(node_type(n), TensorType)}
